@@ -1,0 +1,1 @@
+"""Remote Network Node."""
