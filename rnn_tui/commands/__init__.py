@@ -1,0 +1,1 @@
+"""One module per ``rnn`` command group, each exposing ``register(subparsers)``."""

@@ -1,0 +1,1 @@
+"""Local control API: a Unix socket in the data dir (mode 0600), never TCP."""
