@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError as exc:
             if exc.name == name:
                 continue
-            raise
+            print(f"warning: command group {name} unavailable: {exc}", file=sys.stderr)
+            continue
         module.register(sub)
     return parser
 

@@ -277,6 +277,7 @@ def _read_file(path: Path) -> dict[str, tuple[Any, int]]:
         raise ConfigError("the config file must be a mapping of sections", source=str(path),
                           line=root.start_mark.line + 1)
     out: dict[str, tuple[Any, int]] = {}
+    constructor = yaml.SafeLoader("")
     sections = {k.split(".", 1)[0] for k in _BY_KEY}
     for sec_node, body in root.value:
         line = sec_node.start_mark.line + 1
@@ -294,7 +295,7 @@ def _read_file(path: Path) -> dict[str, tuple[Any, int]]:
                 raise ConfigError(f"unknown key {key!r}", key=key, source=str(path), line=kline)
             if key in out:
                 raise ConfigError(f"duplicate key {key!r}", key=key, source=str(path), line=kline)
-            value = yaml.SafeLoader(text).construct_document(value_node)  # type: ignore[no-untyped-call]
+            value = constructor.construct_document(value_node)
             out[key] = (value, value_node.start_mark.line + 1)
     return out
 

@@ -59,7 +59,7 @@ def print_table(headers: list[str], rows: list[list[str]]) -> None:
     for row in rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
-    fmt = "  ".join("{:<%d}" % w for w in widths)
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     print(fmt.format(*headers).rstrip())
     for row in rows:
         print(fmt.format(*row).rstrip())

@@ -70,8 +70,8 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            with contextlib.suppress(OSError):
+                self.path.unlink()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -157,7 +157,7 @@ class ControlServer:
 async def _socket_answers(path: Path) -> bool:
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 1.0)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     writer.close()
     with contextlib.suppress(Exception):

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import peewee as pw
 
 from rnn_tui.errors import StoreError
-from rnn_tui.store.models import bind_models
 from rnn_tui.store.migrations import migrate
+from rnn_tui.store.models import bind_models
 from rnn_tui.store.records import DhtNodeRecord, PeerRecord, StoredRow
 
 T = TypeVar("T")
@@ -80,7 +80,7 @@ class Store:
 
     @property
     def schema_version(self) -> int:
-        return self.run(lambda: int(self._db.execute_sql("PRAGMA user_version").fetchone()[0]))
+        return self.run(lambda: int(self._db.execute_sql("PRAGMA user_version").fetchone()[0]))  # type: ignore[no-untyped-call]
 
     # -- running on the DB thread -------------------------------------------------------
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -7,6 +7,7 @@ its exceptions are logged (never lost), and ``shutdown()`` cancels and awaits th
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -33,7 +34,7 @@ class TaskManager:
             old.cancel()
         task = asyncio.get_running_loop().create_task(coro, name=f"{self.owner}:{name}")
         self._tasks[name] = task
-        task.add_done_callback(lambda t, n=name: self._done(n, t))
+        task.add_done_callback(functools.partial(self._done, name))
         return task
 
     def every(self, name: str, interval: float, fn: Callable[[], Awaitable[None]],
@@ -74,13 +75,13 @@ class TaskManager:
         if task is not None:
             task.cancel()
 
-    async def shutdown(self, timeout: float = 5.0) -> None:
+    async def shutdown(self, grace: float = 5.0) -> None:
         self._closed = True
         tasks = [t for t in self._tasks.values() if not t.done()]
         for task in tasks:
             task.cancel()
         if tasks:
-            done, pending = await asyncio.wait(tasks, timeout=timeout)
+            _done, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:
-                log.warning("%s: task %s did not stop within %.1fs", self.owner, task.get_name(), timeout)
+                log.warning("%s: task %s did not stop within %.1fs", self.owner, task.get_name(), grace)
         self._tasks.clear()
