@@ -67,7 +67,7 @@ from rnn_tui.nat.wire import (
 __all__ = [
     "HolePunch", "PunchConfig", "Strategy", "Transmit", "PunchState", "choose_strategy",
     "PunchStarted", "PunchSucceeded", "PunchAttemptFailed", "PunchFailed",
-    "PunchMessageRefused", "PunchEvent",
+    "PunchMessageRefused", "PunchPeerRefused", "PunchEvent",
 ]
 
 
@@ -172,8 +172,15 @@ class PunchMessageRefused:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class PunchPeerRefused:
+    """The peer refused one of our messages without abandoning the attempt."""
+
+    reason: str
+
+
 PunchEvent = (PunchStarted | PunchSucceeded | PunchAttemptFailed | PunchFailed
-              | PunchMessageRefused)
+              | PunchMessageRefused | PunchPeerRefused)
 
 
 class PunchState(enum.Enum):
@@ -321,8 +328,9 @@ class HolePunch:
         return self._peer_addrs
 
     # -- message handlers ------------------------------------------------------------
-    def _refuse(self, msg: PunchMessage, attempt_id: bytes, reason: str) -> None:
-        self._msgs.append(PunchRefused(attempt_id, reason))
+    def _refuse(self, msg: PunchMessage, attempt_id: bytes, reason: str,
+                aborts: bool = False) -> None:
+        self._msgs.append(PunchRefused(attempt_id, reason, aborts))
         self._events.append(PunchMessageRefused(type(msg).__name__, reason))
 
     def _on_connect(self, msg: PunchConnect, now: float) -> None:
@@ -333,10 +341,10 @@ class HolePunch:
             self._refuse(msg, msg.attempt_id, "replayed CONNECT: attempt already seen")
             return
         if self.state in (PunchState.LINGER, PunchState.SUCCEEDED):
-            self._refuse(msg, msg.attempt_id, "already connected directly")
+            self._refuse(msg, msg.attempt_id, "already connected directly", aborts=True)
             return
         if self.state is PunchState.FAILED:
-            self._refuse(msg, msg.attempt_id, "session is over; start a new one")
+            self._refuse(msg, msg.attempt_id, "session is over; start a new one", aborts=True)
             return
         if self._session_start is None:
             self._session_start = now
@@ -365,12 +373,12 @@ class HolePunch:
         self.strategy = choose_strategy(self.nat_type, msg.nat_type)
         if self.strategy is Strategy.NONE:
             reason = "both sides have endpoint-dependent mapping: staying relayed"
-            self._msgs.append(PunchRefused(self.attempt_id, reason))
+            self._msgs.append(PunchRefused(self.attempt_id, reason, aborts=True))
             self._fail(reason)
             return
         if not msg.addrs:
             reason = "the peer offered no address to punch to"
-            self._msgs.append(PunchRefused(self.attempt_id, reason))
+            self._msgs.append(PunchRefused(self.attempt_id, reason, aborts=True))
             self._fail(reason)
             return
         self._msgs.append(PunchSync(self.attempt_id))
@@ -386,12 +394,16 @@ class HolePunch:
         elif msg.attempt_id != self.attempt_id or self.state is not PunchState.AWAIT_SYNC:
             self._refuse(msg, msg.attempt_id, "SYNC for an unknown attempt")
         elif self.strategy is Strategy.NONE or not self._peer_addrs:
-            self._refuse(msg, msg.attempt_id, "nothing to punch: no strategy or no address")
+            self._refuse(msg, msg.attempt_id, "nothing to punch: no strategy or no address",
+                         aborts=True)
         else:
             self._synced.add(msg.attempt_id)
             self._begin_punching(now)
 
     def _on_refused(self, msg: PunchRefused, now: float) -> None:
+        if not msg.aborts:
+            self._events.append(PunchPeerRefused(msg.reason))
+            return
         if (msg.attempt_id != self.attempt_id or self.state in _TERMINAL
                 or self.state is PunchState.LINGER):
             return  # a refusal of something stale: nothing to undo, never answered

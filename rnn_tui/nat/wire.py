@@ -84,10 +84,17 @@ class PunchSync:
 
 @dataclass(frozen=True, slots=True)
 class PunchRefused:
-    """The peer refused a punch message, or aborts the attempt; ``reason`` says why."""
+    """The peer refused one of our punch messages; ``reason`` says why.
+
+    ``aborts`` is True when the sender abandons the attempt (no strategy can work, session
+    over).  A refusal of a single stray message (a replay, an unknown attempt) has it
+    False and must not end an attempt that is going well: otherwise anyone able to
+    trigger a refusal could cancel a punch.
+    """
 
     attempt_id: bytes
     reason: str
+    aborts: bool = False
 
     def __post_init__(self) -> None:
         _require(len(self.attempt_id) == ATTEMPT_ID_LEN, "attempt_id must be 8 bytes")
@@ -288,6 +295,7 @@ def encode_message(msg: NatMessage) -> bytes:
         case PunchRefused():
             w.raw(msg.attempt_id)
             w.text(msg.reason)
+            w.u8(1 if msg.aborts else 0)
         case ReserveRequest():
             pass
         case ReserveAccepted():
@@ -342,7 +350,8 @@ def decode_message(data: bytes) -> NatMessage:
         elif cls is PunchSync:
             msg = PunchSync(r.take(ATTEMPT_ID_LEN, "attempt_id"))
         elif cls is PunchRefused:
-            msg = PunchRefused(r.take(ATTEMPT_ID_LEN, "attempt_id"), r.text("reason"))
+            msg = PunchRefused(r.take(ATTEMPT_ID_LEN, "attempt_id"), r.text("reason"),
+                               r.u8("aborts") == 1)
         elif cls is ReserveRequest:
             msg = ReserveRequest()
         elif cls is ReserveAccepted:

@@ -89,7 +89,7 @@ def peer(args: argparse.Namespace) -> int:
     emit(event="observed", seen=seen, detected=status.nat_type.value, nat_type=nat_type.value,
          local_addrs=local_addrs)
     config = PunchConfig(linger=0.5, punch_timeout=args.punch_timeout,
-                         max_attempts=args.attempts)
+                         max_attempts=args.attempts, exchange_timeout=args.exchange_timeout)
     punch = HolePunch(initiator=args.initiator, local_addrs=local_addrs, nat_type=nat_type,
                       rng_bytes=os.urandom, rng=random.Random(), config=config)
     sel = selectors.DefaultSelector()
@@ -191,6 +191,7 @@ def main() -> int:
     p.add_argument("--timeout", type=float, default=20.0)
     p.add_argument("--punch-timeout", type=float, default=3.0)
     p.add_argument("--attempts", type=int, default=1)
+    p.add_argument("--exchange-timeout", type=float, default=5.0)
     args = parser.parse_args()
     if args.mode == "rendezvous":
         return rendezvous()

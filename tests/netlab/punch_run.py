@@ -109,14 +109,19 @@ def _reader(name: str, proc: subprocess.Popen[str], out: queue.Queue[tuple[str, 
 def run_punch_cell(host_a: LabHost, host_b: LabHost, rendezvous: list[str], *,
                    claim_a: str | None = None, claim_b: str | None = None,
                    timeout: float = 20.0, attempts: int = 1, punch_timeout: float = 3.0,
-                   tamper: Any = None) -> CellResult:
-    """A is the initiator.  ``tamper(direction, hex) -> hex | None`` may alter relayed messages."""
+                   exchange_timeout: float = 5.0, tamper: Any = None) -> CellResult:
+    """A is the initiator.
+
+    ``tamper(direction, hex)`` plays a malicious relay: it returns the hex to deliver, None
+    to drop the message, or a list of hex messages (to inject or replay).
+    """
     procs: dict[str, subprocess.Popen[str]] = {}
     results = {"a": AgentResult("a"), "b": AgentResult("b")}
     events: queue.Queue[tuple[str, Any]] = queue.Queue()
     for name, host, claim in (("a", host_a, claim_a), ("b", host_b, claim_b)):
         argv = AGENT + ["peer", "--lan-ip", host.ip, "--timeout", str(timeout),
-                        "--attempts", str(attempts), "--punch-timeout", str(punch_timeout)]
+                        "--attempts", str(attempts), "--punch-timeout", str(punch_timeout),
+                        "--exchange-timeout", str(exchange_timeout)]
         for addr in rendezvous:
             argv += ["--rendezvous", addr]
         if name == "a":
@@ -143,8 +148,9 @@ def run_punch_cell(host_a: LabHost, host_b: LabHost, rendezvous: list[str], *,
         elif kind == "msg":
             other = "b" if name == "a" else "a"
             payload = ev["hex"] if tamper is None else tamper(f"{name}->{other}", ev["hex"])
-            if payload is not None:
-                _send(procs[other], {"msg": payload})
+            for item in ([] if payload is None else
+                         [payload] if isinstance(payload, str) else payload):
+                _send(procs[other], {"msg": item})
         elif kind in ("done", "timeout", "eof"):
             finished.add(name)
     wall = time.monotonic() - started
