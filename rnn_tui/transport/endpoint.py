@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import bencodepy
-from aioquic.buffer import Buffer
+from aioquic.buffer import Buffer  # type: ignore[attr-defined]
 from aioquic.quic.packet import (
     QuicHeader,
     QuicPacketType,
@@ -194,7 +194,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
     # ------------------------------------------------------------------ receiving
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:  # type: ignore[override]
+    def datagram_received(self, data: bytes, addr: Any) -> None:
         host = str(addr[0])
         if host.startswith("::ffff:") and "." in host:
             host = host[7:]

@@ -261,11 +261,11 @@ class Transport:
 
     def _terminated(self, link: QuicLink) -> None:
         self.endpoint.unregister_sink(link)
-        self._pending.discard(link)  # type: ignore[arg-type]
+        self._pending.discard(link)
         if link in self._connections:
-            self._connections.discard(link)  # type: ignore[arg-type]
+            self._connections.discard(link)
             assert link.peer_id is not None
-            self._emit(PeerDisconnected(link, link.peer_id, link.remote_addr,  # type: ignore[arg-type]
+            self._emit(PeerDisconnected(link, link.peer_id, link.remote_addr,
                                         link.close_reason))
 
     def _emit(self, event: TransportEvent) -> None:
