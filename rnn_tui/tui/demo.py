@@ -84,15 +84,13 @@ def _demo_services() -> list[ServiceInfo]:
     out = [
         ServiceInfo(_service(SELF_ID, "gbif-fetch", "Download pollinator occurrences from a GBIF export",
                              (_mount("/data/out", MountDirection.OUTPUT),)), True),
-        ServiceInfo(_service(SELF_ID, "csv-clean", "Deduplicate and normalise species CSV",
-                             (_mount("/data/in", MountDirection.INPUT),)), True),
+        ServiceInfo(_service(SELF_ID, "csv-clean", "Deduplicate and normalise species CSV"), True),
         ServiceInfo(_service(PEER_IDS[0], "species-model", "Fit a habitat suitability model",
-                             (_mount("/data/in", MountDirection.INPUT),
-                              _mount("/models", MountDirection.OUTPUT))), False),
+                             (_mount("/models", MountDirection.OUTPUT),)), False),
         ServiceInfo(_service(PEER_IDS[1], "report-md", "Render a Markdown report from results",
                              (_mount("/data/in", MountDirection.INPUT),)), False),
         ServiceInfo(_service(PEER_IDS[2], "ndvi", "NDVI from Sentinel-2 tiles",
-                             (_mount("/tiles", MountDirection.INPUT),)), False),
+                             (_mount("/out", MountDirection.OUTPUT),)), False),
         ServiceInfo(_service(PEER_IDS[3], "forest-cover", "Hansen forest-cover extract",
                              (), ServiceKind.DATA), False),
     ]
