@@ -272,6 +272,8 @@ class _Checker:
             if count >= MAX_CYCLES_REPORTED:
                 break
             names = [str(n) for n in cycle]
+            start = names.index(min(names))
+            names = names[start:] + names[:start]  # stable wording: start at the first name
             loop = " -> ".join([*names, names[0]])
             index = self.closing_connection(names)
             self.add(("connections", index) if index is not None else ("jobs", names[0]),

@@ -31,6 +31,7 @@ Round trip: ``load_workflow(dump_workflow(w)).workflow == w`` for every model va
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -430,7 +431,32 @@ def _connection_to_dict(conn: Connection) -> dict[str, Any]:
     return out
 
 
+class _Dumper(yaml.SafeDumper):
+    """SafeDumper that keeps every string exact and scripts readable.
+
+    Why: with ``allow_unicode`` a plain or single-quoted scalar may carry characters that YAML
+    itself treats as line breaks (NEL, LS, PS) or folds (trailing spaces), and they come back
+    changed.  Those strings are double-quoted (every character escaped as needed); multi-line
+    strings such as shell scripts use a literal block when YAML allows it.
+    """
+
+
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\ufeff]")
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    tag = "tag:yaml.org,2002:str"
+    if _UNSAFE.search(value) or value != value.strip(" "):
+        return dumper.represent_scalar(tag, value, style='"')
+    if "\n" in value and all(line == line.rstrip() for line in value.split("\n")):
+        return dumper.represent_scalar(tag, value, style="|")
+    return dumper.represent_scalar(tag, value)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
 def dump_workflow(workflow: Workflow) -> str:
     """Deterministic YAML that ``load_workflow`` reads back to an equal workflow."""
-    return yaml.safe_dump(workflow_to_dict(workflow), sort_keys=False, allow_unicode=True,
-                          default_flow_style=False, width=100)
+    return yaml.dump(workflow_to_dict(workflow), Dumper=_Dumper, sort_keys=False,
+                     allow_unicode=True, default_flow_style=False, width=100)
