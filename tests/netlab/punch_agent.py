@@ -31,6 +31,8 @@ from rnn_tui.nat.punch_core import HolePunch, PunchConfig, PunchState, PunchSucc
 from rnn_tui.nat.wire import decode_message, encode_message, is_probe
 
 DATA_MAGIC = b"\x00RND"
+PING_MAGIC = b"\x00RNI"  # direct-path RTT probe, echoed as PONG
+PONG_MAGIC = b"\x00RNO"
 
 
 def emit(**fields: Any) -> None:
@@ -103,6 +105,7 @@ def peer(args: argparse.Namespace) -> int:
     data_got: list[str] = []
     data_next = 0.0
     data_sent = 0
+    direct_rtts: list[float] = []
 
     def flush(now: float) -> None:
         nonlocal success
@@ -137,10 +140,13 @@ def peer(args: argparse.Namespace) -> int:
             return 0
         if success is not None and data_got and data_sent >= 3 and punch.state is PunchState.SUCCEEDED:
             emit(event="done", ok=True, data=data_got, probes_rejected=punch.probes_rejected,
-                 sockets_opened=len(sockets))
+                 sockets_opened=len(sockets),
+                 direct_rtt=sorted(direct_rtts)[len(direct_rtts) // 2] if direct_rtts else None)
             return 0
         if success is not None and data_sent < 5 and now >= data_next:
             sockets[success.via].sendto(DATA_MAGIC + f"hello from {args.lan_ip}".encode(),
+                                        success.remote)
+            sockets[success.via].sendto(PING_MAGIC + repr(time.monotonic()).encode(),
                                         success.remote)
             data_sent += 1
             data_next = now + 0.05
@@ -170,6 +176,11 @@ def peer(args: argparse.Namespace) -> int:
                     break
                 if is_probe(data):
                     punch.receive_probe(data, (addr[0], addr[1]), key.data, time.monotonic())
+                elif data.startswith(PING_MAGIC):
+                    sock.sendto(PONG_MAGIC + data[len(PING_MAGIC):], addr)
+                elif data.startswith(PONG_MAGIC):
+                    sent_at = float(data[len(PONG_MAGIC):].decode())
+                    direct_rtts.append(time.monotonic() - sent_at)
                 elif data.startswith(DATA_MAGIC):
                     data_got.append(data[len(DATA_MAGIC):].decode(errors="replace"))
         now = time.monotonic()
