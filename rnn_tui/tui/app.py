@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from textual import work
@@ -42,6 +41,7 @@ from rnn_tui.api import (
 from rnn_tui.errors import RnnError
 from rnn_tui.tui.commands import NodeCommands
 from rnn_tui.tui.facade import NodeFacade
+from rnn_tui.tui.paths import resolve_user_path
 from rnn_tui.tui.screens.editor import EditorScreen
 from rnn_tui.tui.screens.logs import LogsScreen
 from rnn_tui.tui.screens.main import PANES, MainScreen
@@ -237,7 +237,7 @@ class RnnApp(App[int]):
 
     @work(exclusive=True, group="app-import", exit_on_error=False)
     async def open_import(self, raw_path: str) -> None:
-        path = Path(raw_path).expanduser()
+        path, _exists = resolve_user_path(raw_path)
         screen = EditorScreen(Workflow(path.stem or "imported"), self.services_by_name(),
                               readonly=self.readonly)
         await self.push_screen(screen)

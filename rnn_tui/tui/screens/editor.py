@@ -25,6 +25,7 @@ from textual.widgets import Footer, Static, TabbedContent, TabPane, TextArea
 
 from rnn_tui.api import RunInfo, ServiceInfo
 from rnn_tui.errors import RnnError
+from rnn_tui.tui.paths import resolve_user_path
 from rnn_tui.tui.screens.modals import ConfirmScreen, PickServiceScreen, PromptScreen
 from rnn_tui.tui.widgets.header import StatusHeader
 from rnn_tui.tui.widgets.workflow import editing
@@ -303,8 +304,8 @@ class EditorScreen(Screen[None]):
             "Export YAML to path", value=f"{self.workflow.name}.yaml"))
         if not raw:
             return
-        path = Path(raw).expanduser()
-        if path.exists():
+        path, exists = resolve_user_path(raw)
+        if exists:
             ok = await self.app.push_screen_wait(ConfirmScreen(
                 f"{path} exists. Overwrite it?", action="Overwrite"))
             if not ok:
@@ -324,7 +325,7 @@ class EditorScreen(Screen[None]):
         raw = await self.app.push_screen_wait(PromptScreen("Import YAML from path"))
         if not raw:
             return
-        self.import_path(Path(raw).expanduser())
+        self.import_path(resolve_user_path(raw)[0])
 
     def import_path(self, path: Path) -> None:
         """Load ``path`` into the editor; unreadable or invalid files show their errors."""

@@ -6,8 +6,6 @@ view batches.  The worker never touches widgets except through ``feed`` (a deque
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -15,6 +13,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from rnn_tui.errors import RnnError
+from rnn_tui.tui.paths import resolve_user_path
 from rnn_tui.tui.screens.modals import ConfirmScreen, PromptScreen
 from rnn_tui.tui.widgets.header import StatusHeader
 from rnn_tui.tui.widgets.logs.view import LogView
@@ -65,9 +64,9 @@ class LogsScreen(Screen[None]):
         raw = await self.app.push_screen_wait(PromptScreen("Save logs to path", value=default))
         if not raw:
             return
-        path = Path(raw).expanduser()
+        path, exists = resolve_user_path(raw)
         overwrite = False
-        if path.exists():
+        if exists:
             overwrite = bool(await self.app.push_screen_wait(
                 ConfirmScreen(f"{path} exists. Overwrite it?", action="Overwrite")))
             if not overwrite:
