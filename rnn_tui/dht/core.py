@@ -75,6 +75,9 @@ class DhtConfig:
     alpha: int = 3
     query_timeout: float = 2.0
     query_retries: int = 1
+    #: lookup queries: a shorter timeout and no retry (other candidates cover a loss),
+    #: so one dead node does not hold a lookup for two full timeouts
+    lookup_timeout: float = 1.0
     #: BEP 43: we are not reachable; mark our queries ``ro=1`` and answer nothing
     read_only: bool = False
     rate_limit: float = 50.0
@@ -112,10 +115,14 @@ class DhtStats:
 
 
 class Transaction:
-    __slots__ = ("tid", "addr", "node", "method", "payload", "deadline", "attempts", "op")
+    __slots__ = ("tid", "addr", "node", "method", "payload", "deadline", "attempts", "op",
+                 "retries", "timeout")
 
     def __init__(self, tid: bytes, addr: Addr, node: NodeInfo | None, method: bytes,
-                 payload: bytes, deadline: float, op: Operation | None) -> None:
+                 payload: bytes, deadline: float, op: Operation | None, retries: int,
+                 timeout: float) -> None:
+        self.retries = retries
+        self.timeout = timeout
         self.tid = tid
         self.addr = addr
         self.node = node
@@ -284,9 +291,9 @@ class DhtCore:
             txn = self._transactions.get(tid)
             if txn is None or txn.deadline != when:
                 continue
-            if txn.attempts <= self.config.query_retries:
+            if txn.attempts <= txn.retries:
                 txn.attempts += 1
-                txn.deadline = now + self.config.query_timeout
+                txn.deadline = now + txn.timeout
                 heappush(deadlines, (txn.deadline, tid))
                 self.stats.retries += 1
                 self._send(txn.payload, txn.addr)
@@ -326,8 +333,11 @@ class DhtCore:
     # ======================================================= query context
 
     def send_query(self, op: Operation | None, node: NodeInfo | None, addr: Addr, method: bytes,
-                   args: dict[bytes, Any], now: float) -> bool:
-        """Send a query as part of ``op``; False if it cannot be sent (too many in flight)."""
+                   args: dict[bytes, Any], now: float, *, lookup: bool = False) -> bool:
+        """Send a query as part of ``op``; False if it cannot be sent (too many in flight).
+
+        ``lookup`` queries use the short ``lookup_timeout`` and are not retried.
+        """
         if len(self._transactions) >= self.config.max_transactions:
             return False
         tid = self._rng.randbytes(2)
@@ -336,7 +346,9 @@ class DhtCore:
         args = dict(args)
         args[b"id"] = self.node_id
         payload = build_query(tid, method, args, read_only=self.config.read_only)
-        txn = Transaction(tid, addr, node, method, payload, now + self.config.query_timeout, op)
+        cfg = self.config
+        timeout, retries = (cfg.lookup_timeout, 0) if lookup else (cfg.query_timeout, cfg.query_retries)
+        txn = Transaction(tid, addr, node, method, payload, now + timeout, op, retries, timeout)
         self._transactions[tid] = txn
         heappush(self._deadlines, (txn.deadline, tid))
         self.stats.queries_out += 1

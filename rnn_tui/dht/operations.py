@@ -48,7 +48,7 @@ class QueryContext(Protocol):
     def own_id(self) -> bytes: ...
 
     def send_query(self, op: Operation, node: NodeInfo | None, addr: Addr, method: bytes,
-                   args: dict[bytes, Any], now: float) -> bool: ...
+                   args: dict[bytes, Any], now: float, *, lookup: bool = False) -> bool: ...
 
     def closest_nodes(self, target: bytes, count: int) -> list[NodeInfo]: ...
 
@@ -74,9 +74,9 @@ class Operation:
         raise NotImplementedError
 
     def send(self, ctx: QueryContext, node: NodeInfo | None, addr: Addr, method: bytes,
-             args: dict[bytes, Any], now: float) -> bool:
+             args: dict[bytes, Any], now: float, *, lookup: bool = False) -> bool:
         self.queries += 1
-        return ctx.send_query(self, node, addr, method, args, now)
+        return ctx.send_query(self, node, addr, method, args, now, lookup=lookup)
 
 
 class PingOp(Operation):
@@ -125,7 +125,8 @@ class LookupOp(Operation):
             if not batch:
                 break
             for node in batch:
-                if not self.send(ctx, node, node.addr, self.method, self.query_args(), now):
+                if not self.send(ctx, node, node.addr, self.method, self.query_args(), now,
+                                 lookup=True):
                     self.lookup.on_failure(node)
         if not self.finished and not self._lookup_over and self.lookup.done and not self._seeds_pending:
             self._lookup_over = True
