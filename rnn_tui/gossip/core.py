@@ -461,9 +461,11 @@ class GossipCore:
             self._penalize(peer, self._cfg.score.graft_in_backoff, "graft_in_backoff")
             self._prune(topic, peer.peer)
             return
-        if peer.score < self._cfg.score.mesh_threshold or len(mesh) >= self._cfg.d_high:
+        if peer.score < self._cfg.score.mesh_threshold:
             self._prune(topic, peer.peer)
             return
+        # Accepted even above D_high (as libp2p does): refusing would lock newcomers out
+        # of a network whose meshes are all full; the heartbeat trims back to D.
         mesh.add(peer.peer)
 
     def _on_prune(self, peer: _PeerState, topic: str, backoff: int, now: float) -> None:

@@ -189,6 +189,8 @@ def _bdecode(data: bytes) -> Any:
         value = bencodepy.decode(data)
     except Exception as exc:  # bencodepy raises assorted types on bad input
         raise MalformedFrame(f"gossip frame: not bencode ({exc.__class__.__name__})") from None
+    if isinstance(value, tuple):  # bencodepy's shape for a top-level scalar
+        raise MalformedFrame("gossip frame: top level is not a dict")
     try:
         canonical = _bencode(value) == data
     except TypeError:
