@@ -1,0 +1,617 @@
+"""The requester's workflow scheduler: a sans-IO state machine for one run.
+
+Why sans-IO: the hard part of orchestration is the order of things (who may start when,
+what a late or stale report means, when a retry moves, when a run is over), not the sockets.
+As a pure machine it is tested with thousands of random DAGs and executor behaviours in
+milliseconds, and the asyncio orchestrator around it stays thin.
+
+Inputs (the only things that change state)::
+
+    start(now)                      begin phase 1 (request every job)
+    receive(peer, report, now)      a report from an executor (see ``messages``)
+    report_failure(job, attempt, reason, now)
+                                    the orchestrator found a problem itself (bad receipt,
+                                    unrouted output, hash mismatch, lost connection)
+    cancel(now, reason)             the user cancelled the run
+    handle_timer(now)               a deadline passed
+
+Outputs, drained by the driver: ``commands_to_send()`` (frozen command dataclasses addressed
+to a peer), ``next_event()`` (status changes), ``get_timer()`` (the earliest deadline).
+
+Protocol, in two phases:
+
+1. **Request.**  Every job is offered to its executor candidate at once.  Nothing starts
+   until every job has been accepted, so a refusal costs no work.  A refused job moves to the
+   next candidate if its retry policy allows, or the run fails with the refusal's reason.
+2. **Start.**  A job is started (``StartJob`` with its routing: where each output goes and
+   where each input comes from) when every job it reads from has *delivered* its outputs to
+   this job's executor, and every job it writes to has an executor that accepted.  Jobs with
+   no inputs start at once, so independent jobs run in parallel.  A job is COMPLETED when it
+   exited 0 and its executor reports every output delivered.
+
+Failure: an attempt fails on a refusal, a non-zero exit, a timeout, a heartbeat timeout (the
+executor went silent), a failed delivery, or a problem the orchestrator reports.  The job
+then retries (maybe on another peer) while attempts remain; otherwise it is ERRORED, jobs
+downstream of it are CANCELLED with the reason, unrelated branches finish, and the run ends
+FAILED naming the first job that errored.  Terminal states never change again.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from rnn_tui.errors import LocalProtocolError
+from rnn_tui.identity.keys import PeerId
+from rnn_tui.workflow.messages import (
+    CancelJob,
+    Command,
+    DeliverOutputs,
+    ExecState,
+    Heartbeat,
+    InputRoute,
+    JobAccepted,
+    JobExited,
+    JobRefused,
+    JobStatusReported,
+    OutputDigest,
+    OutputRoute,
+    OutputsDelivered,
+    ReleaseJob,
+    Report,
+    RequestJob,
+    StartJob,
+)
+from rnn_tui.workflow.model import (
+    JOB_TERMINAL,
+    JobRecord,
+    JobStatus,
+    RunRecord,
+    RunStatus,
+    Workflow,
+)
+
+__all__ = [
+    "Candidate",
+    "SchedulerConfig",
+    "Scheduler",
+    "RunStatusChanged",
+    "JobStatusChanged",
+    "ReportIgnored",
+    "SchedulerEvent",
+]
+
+_ENGAGED = frozenset({JobStatus.ACCEPTED, JobStatus.READY, JobStatus.QUEUED, JobStatus.RUNNING,
+                      JobStatus.DELIVERING})
+"""States in which an executor holds the job and must show signs of life."""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """A peer that offers a job's service, and the service's id there."""
+
+    peer: PeerId
+    service_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerConfig:
+    """Deadlines, in seconds.  ``heartbeat_timeout`` is typically 2× the executors' interval."""
+
+    request_timeout: float = 10.0
+    heartbeat_timeout: float = 10.0
+    delivery_timeout: float = 300.0
+
+    def __post_init__(self) -> None:
+        for name in ("request_timeout", "heartbeat_timeout", "delivery_timeout"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"SchedulerConfig.{name} must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatusChanged:
+    """The run moved to ``record.status`` (its reason says why, for FAILED/CANCELLED)."""
+
+    record: RunRecord
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatusChanged:
+    """A job moved to ``record.status``; ``record.reason`` explains failures and retries."""
+
+    record: JobRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ReportIgnored:
+    """A report was dropped: stale attempt, wrong peer, or not allowed in the job's state.
+
+    Kept as an event (not an exception) because a peer's misbehaviour must never stop the
+    requester; the node logs it and may lower the peer's reputation.
+    """
+
+    peer: PeerId
+    report: Report
+    reason: str
+
+
+SchedulerEvent = RunStatusChanged | JobStatusChanged | ReportIgnored
+
+
+@dataclass(frozen=True, slots=True)
+class _Delivery:
+    """One delivery in flight: the (job, executor) pairs it feeds, fixed when it was sent."""
+
+    deadline: float | None
+    targets: frozenset[tuple[str, PeerId]]
+
+
+class _JobState:
+    """Mutable bookkeeping for one job; the public view is its immutable ``record``."""
+
+    __slots__ = ("record", "candidates", "next_candidate", "tries", "last_heard",
+                 "request_deadline", "timeout_deadline", "retry_at", "outputs", "deliveries",
+                 "receivers")
+
+    def __init__(self, record: JobRecord, candidates: Sequence[Candidate]) -> None:
+        self.record = record
+        self.candidates = tuple(candidates)
+        self.next_candidate = 0
+        self.tries = 0
+        self.last_heard = 0.0
+        self.request_deadline: float | None = None
+        self.timeout_deadline: float | None = None
+        self.retry_at: float | None = None
+        self.outputs: tuple[OutputDigest, ...] = ()
+        self.deliveries = 0
+        self.receivers: dict[int, _Delivery] = {}
+
+
+class Scheduler:
+    """Runs one workflow run from the requester's side (see the module docstring)."""
+
+    def __init__(self, run_id: str, workflow: Workflow, requester: PeerId,
+                 candidates: Mapping[str, Sequence[Candidate]], now: float,
+                 config: SchedulerConfig | None = None) -> None:
+        self.run_id = run_id
+        self.workflow = workflow
+        self.requester = requester
+        self.config = config or SchedulerConfig()
+        self._run = RunRecord(run_id, workflow.name, created_at=now)
+        self._jobs: dict[str, _JobState] = {}
+        for job in workflow.jobs:
+            options = candidates.get(job.name, ())
+            if not options:
+                raise LocalProtocolError(f"job {job.name!r} has no executor candidate; "
+                                         "resolve its service before starting the run")
+            self._jobs[job.name] = _JobState(JobRecord(run_id, job.name, updated_at=now), options)
+        self._upstream = {name: workflow.upstream_of(name) for name in self._jobs}
+        self._downstream = {name: workflow.downstream_of(name) for name in self._jobs}
+        self._check_acyclic()
+        # (upstream job, downstream job, downstream executor) whose outputs arrived there
+        self._delivered: set[tuple[str, str, PeerId]] = set()
+        self._commands: list[Command] = []
+        self._events: deque[SchedulerEvent] = deque()
+        self._request_phase = True
+        self._first_error = ""
+
+    # ------------------------------------------------------------------ public views
+    @property
+    def run(self) -> RunRecord:
+        return self._run
+
+    def job(self, name: str) -> JobRecord:
+        return self._jobs[name].record
+
+    @property
+    def jobs(self) -> tuple[JobRecord, ...]:
+        return tuple(state.record for state in self._jobs.values())
+
+    def outputs_of(self, name: str) -> tuple[OutputDigest, ...]:
+        """What the job's executor reported producing (to check against its receipt)."""
+        return self._jobs[name].outputs
+
+    def commands_to_send(self) -> list[Command]:
+        commands, self._commands = self._commands, []
+        return commands
+
+    def next_event(self) -> SchedulerEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        if self._run.is_terminal:
+            return None
+        deadlines: list[float] = []
+        for state in self._jobs.values():
+            status = state.record.status
+            if status is JobStatus.REQUESTED and state.request_deadline is not None:
+                deadlines.append(state.request_deadline)
+            if status in _ENGAGED:
+                deadlines.append(state.last_heard + self.config.heartbeat_timeout)
+            if status is JobStatus.RUNNING and state.timeout_deadline is not None:
+                deadlines.append(state.timeout_deadline)
+            if status is JobStatus.IDLE and state.retry_at is not None:
+                deadlines.append(state.retry_at)
+            deadlines.extend(d.deadline for d in state.receivers.values()
+                             if d.deadline is not None)
+        return min(deadlines) if deadlines else None
+
+    # ------------------------------------------------------------------ inputs
+    def start(self, now: float) -> None:
+        """Phase 1: request every job from its first candidate."""
+        if self._run.status is not RunStatus.PENDING:
+            raise LocalProtocolError(f"run {self.run_id} was already started")
+        self._set_run(RunStatus.RUNNING, now)
+        for name in self._jobs:
+            self._request(name, now)
+
+    def cancel(self, now: float, reason: str = "cancelled by the requester") -> None:
+        """Stop every unfinished job; cancelling a finished run does nothing."""
+        if self._run.is_terminal:
+            return
+        for name, state in self._jobs.items():
+            if state.record.status not in JOB_TERMINAL:
+                self._cancel_job(name, now, reason)
+        self._set_run(RunStatus.CANCELLED, now, reason)
+        self._release_all()
+
+    def receive(self, peer: PeerId, report: Report, now: float) -> None:
+        """Apply one executor report; anything that does not fit is ignored with a reason."""
+        state = self._jobs.get(report.job) if report.run_id == self.run_id else None
+        if state is None:
+            self._ignore(peer, report, f"no job {report.job!r} in run {report.run_id}")
+            return
+        record = state.record
+        if record.executor != peer:
+            self._ignore(peer, report, f"{peer.short} is not the executor of {report.job!r}")
+            return
+        if report.attempt != record.attempt:
+            self._ignore(peer, report, f"attempt {report.attempt} is not the current attempt "
+                                       f"{record.attempt}")
+            return
+        state.last_heard = now
+        if isinstance(report, Heartbeat):
+            return
+        if self._run.is_terminal and not isinstance(report, OutputsDelivered):
+            self._ignore(peer, report, "the run is over")
+            return
+        allowed, handler = _DISPATCH[type(report)]
+        if record.status not in allowed:
+            self._ignore(peer, report, f"{type(report).__name__} is not expected while "
+                                       f"{report.job!r} is {record.status.value}")
+            return
+        handler(self, report.job, report, now)
+        self._advance(now)
+
+    def report_failure(self, job: str, attempt: int, reason: str, now: float) -> None:
+        """The orchestrator saw this attempt go wrong (e.g. a receipt that does not verify)."""
+        state = self._jobs[job]
+        if state.record.attempt != attempt or state.record.status in JOB_TERMINAL:
+            return  # verify receipts *before* passing OutputsDelivered on; after, it is final
+        self._attempt_failed(job, reason, now)
+        self._advance(now)
+
+    def handle_timer(self, now: float) -> None:
+        """Fire every deadline that has passed."""
+        if self._run.is_terminal:
+            return
+        for name, state in self._jobs.items():
+            status = state.record.status
+            if (status is JobStatus.REQUESTED and state.request_deadline is not None
+                    and now >= state.request_deadline):
+                self._attempt_failed(name, f"{state.record.executor!s:.10} did not answer the "
+                                           f"request within {self.config.request_timeout:g}s",
+                                     now)
+            elif status in _ENGAGED and now >= state.last_heard + self.config.heartbeat_timeout:
+                self._attempt_failed(name, f"executor {state.record.executor!s:.10} silent for "
+                                           f"{now - state.last_heard:.1f}s (heartbeat timeout)",
+                                     now)
+            elif (status is JobStatus.RUNNING and state.timeout_deadline is not None
+                  and now >= state.timeout_deadline):
+                limit = self.workflow.job(name).timeout_s
+                self._attempt_failed(name, f"timed out after {limit:g}s", now)
+            elif status is JobStatus.IDLE and state.retry_at is not None and now >= state.retry_at:
+                state.retry_at = None
+                self._request(name, now)
+            for number, delivery in list(state.receivers.items()):
+                if delivery.deadline is not None and now >= delivery.deadline:
+                    del state.receivers[number]
+                    for downstream, executor in sorted(delivery.targets, key=str):
+                        if self._jobs[downstream].record.executor == executor:
+                            self._attempt_failed(downstream, f"inputs from {name!r} were not "
+                                                             "delivered in time", now)
+        self._advance(now)
+
+    # ------------------------------------------------------------------ report handlers
+    def _on_accepted(self, name: str, report: Report, now: float) -> None:
+        state = self._jobs[name]
+        state.request_deadline = None
+        self._set_job(name, JobStatus.ACCEPTED, now)
+
+    def _on_refused(self, name: str, report: Report, now: float) -> None:
+        assert isinstance(report, JobRefused)
+        executor = self._jobs[name].record.executor
+        self._attempt_failed(name, f"refused by {executor!s:.10}: {report.reason}", now,
+                             notify=False)
+
+    def _on_status(self, name: str, report: Report, now: float) -> None:
+        assert isinstance(report, JobStatusReported)
+        status = self._jobs[name].record.status
+        if report.state is ExecState.QUEUED:
+            if status is JobStatus.READY:
+                self._set_job(name, JobStatus.QUEUED, now, report.detail)
+            return
+        if status is not JobStatus.RUNNING:
+            self._set_job(name, JobStatus.RUNNING, now, report.detail)
+            timeout = self.workflow.job(name).timeout_s
+            self._jobs[name].timeout_deadline = None if timeout is None else now + timeout
+
+    def _on_exited(self, name: str, report: Report, now: float) -> None:
+        assert isinstance(report, JobExited)
+        if report.exit_code != 0:
+            why = f": {report.reason}" if report.reason else ""
+            self._attempt_failed(name, f"exited with code {report.exit_code}{why}", now,
+                                 notify=False, exit_code=report.exit_code)
+            return
+        self._set_job(name, JobStatus.DELIVERING, now, exit_code=0)
+
+    def _on_delivered(self, name: str, report: Report, now: float) -> None:
+        assert isinstance(report, OutputsDelivered)
+        state = self._jobs[name]
+        delivery = state.receivers.pop(report.delivery, None)
+        if delivery is None:
+            return
+        failed = dict(report.failed)
+        by_connection = {i: c for i, c in enumerate(self.workflow.connections)}
+        blamed: dict[str, str] = {}
+        for index, why in failed.items():
+            conn = by_connection.get(index)
+            if conn is None or conn.source.job != name:
+                continue
+            if conn.target is None:
+                blamed[name] = f"could not deliver {conn.source.key} to the requester: {why}"
+            else:
+                blamed.setdefault(conn.target.job, f"could not receive input from {name!r}: {why}")
+        for downstream, executor in delivery.targets:
+            if downstream not in blamed:
+                self._delivered.add((name, downstream, executor))
+        if name in blamed and state.record.status is JobStatus.DELIVERING:
+            self._attempt_failed(name, blamed.pop(name), now)
+            return
+        blamed.pop(name, None)
+        if state.record.status is JobStatus.DELIVERING and report.delivery == 0:
+            state.outputs = report.outputs
+            self._set_job(name, JobStatus.COMPLETED, now)
+        targets = dict(delivery.targets)
+        for downstream, why in sorted(blamed.items()):
+            if self._jobs[downstream].record.executor == targets.get(downstream):
+                self._attempt_failed(downstream, why, now)
+
+    # ------------------------------------------------------------------ machinery
+    def _request(self, name: str, now: float) -> None:
+        state = self._jobs[name]
+        job = self.workflow.job(name)
+        candidate = state.candidates[state.next_candidate % len(state.candidates)]
+        state.tries += 1
+        state.request_deadline = now + self.config.request_timeout
+        state.timeout_deadline = None
+        state.last_heard = now
+        # a retry keeps the previous attempt's failure visible until something new happens
+        self._set_job(name, JobStatus.REQUESTED, now, state.record.reason,
+                      attempt=state.record.attempt + 1,
+                      executor=candidate.peer, service_id=candidate.service_id)
+        self._commands.append(RequestJob(
+            peer=candidate.peer, run_id=self.run_id, job=name, attempt=state.record.attempt,
+            service=candidate.service_id, env=job.env, args=job.args,
+            mounts=tuple((m.path, m.direction) for m in job.mounts), limits=job.limits,
+            timeout_s=job.timeout_s))
+
+    def _attempt_failed(self, name: str, reason: str, now: float, *, notify: bool = True,
+                        exit_code: int | None = None) -> None:
+        """End the current attempt: retry while the policy allows, else ERRORED."""
+        state = self._jobs[name]
+        record = state.record
+        if record.status in JOB_TERMINAL:
+            return
+        if notify and record.executor is not None and record.status is not JobStatus.IDLE:
+            self._commands.append(CancelJob(record.executor, self.run_id, name, record.attempt,
+                                            reason))
+        policy = self.workflow.job(name).retry
+        state.receivers.clear()
+        if state.tries < policy.attempts and not self._run.is_terminal:
+            if policy.other_peer:
+                state.next_candidate += 1
+            state.retry_at = now + policy.backoff_s
+            self._set_job(name, JobStatus.IDLE, now, f"attempt {record.attempt} failed: "
+                                                     f"{reason}; retrying")
+            if policy.backoff_s == 0:
+                state.retry_at = None
+                self._request(name, now)
+            return
+        changes = {} if exit_code is None else {"exit_code": exit_code}
+        self._set_job(name, JobStatus.ERRORED, now, reason, **changes)
+        if not self._first_error:
+            self._first_error = f"job {name!r} errored: {reason}"
+        for downstream in self._descendants(name):
+            if self._jobs[downstream].record.status not in JOB_TERMINAL:
+                self._cancel_job(downstream, now, f"upstream job {name!r} errored")
+        if self._request_phase:
+            # the run cannot complete and nothing has started yet: stop every other job
+            for other, other_state in self._jobs.items():
+                if other_state.record.status not in JOB_TERMINAL:
+                    self._cancel_job(other, now, f"run failed before start: job {name!r} "
+                                                 "could not be placed")
+
+    def _cancel_job(self, name: str, now: float, reason: str) -> None:
+        state = self._jobs[name]
+        record = state.record
+        if record.executor is not None and record.status is not JobStatus.IDLE:
+            self._commands.append(CancelJob(record.executor, self.run_id, name, record.attempt,
+                                            reason))
+        state.receivers.clear()
+        state.retry_at = None
+        self._set_job(name, JobStatus.CANCELLED, now, reason)
+
+    def _advance(self, now: float) -> None:
+        """Start what can start, re-deliver what a retried job needs, and end the run."""
+        if self._run.is_terminal:
+            return
+        if self._request_phase:
+            if all(s.record.status is JobStatus.ACCEPTED for s in self._jobs.values()):
+                self._request_phase = False
+            else:
+                self._finish_if_done(now)
+                return
+        for name, state in self._jobs.items():
+            if state.record.status is not JobStatus.ACCEPTED:
+                continue
+            executor = state.record.executor
+            assert executor is not None
+            ready = True
+            for upstream in self._upstream[name]:
+                up = self._jobs[upstream]
+                if up.record.status is not JobStatus.COMPLETED:
+                    ready = False
+                elif (upstream, name, executor) not in self._delivered:
+                    ready = False
+                    self._redeliver(upstream, name, now)
+            # every consumer must have an executor to route to (or be out of the run)
+            if ready and all(self._jobs[d].record.status is JobStatus.ACCEPTED
+                             or self._jobs[d].record.status in JOB_TERMINAL
+                             for d in self._downstream[name]):
+                self._start(name, now)
+        self._finish_if_done(now)
+
+    def _start(self, name: str, now: float) -> None:
+        state = self._jobs[name]
+        executor = state.record.executor
+        assert executor is not None
+        outputs = self._routes_out(name, None)
+        state.receivers[0] = _Delivery(None, frozenset(
+            (r.target_job, r.target_peer) for r in outputs if r.target_job is not None))
+        state.deliveries = 1
+        state.last_heard = now
+        self._set_job(name, JobStatus.READY, now)
+        self._commands.append(StartJob(executor, self.run_id, name, state.record.attempt,
+                                       self._routes_in(name), outputs, delivery=0))
+
+    def _redeliver(self, upstream: str, downstream: str, now: float) -> None:
+        state = self._jobs[upstream]
+        target = (downstream, self._jobs[downstream].record.executor)
+        if any(target in d.targets for d in state.receivers.values()):
+            return  # already on its way
+        number = state.deliveries
+        state.deliveries += 1
+        routes = self._routes_out(upstream, downstream)
+        state.receivers[number] = _Delivery(now + self.config.delivery_timeout, frozenset(
+            (r.target_job, r.target_peer) for r in routes if r.target_job is not None))
+        executor = state.record.executor
+        assert executor is not None
+        self._commands.append(DeliverOutputs(executor, self.run_id, upstream,
+                                             state.record.attempt, routes, number))
+
+    def _routes_out(self, name: str, only: str | None) -> tuple[OutputRoute, ...]:
+        routes: list[OutputRoute] = []
+        for index, conn in enumerate(self.workflow.connections):
+            if conn.source.job != name:
+                continue
+            if conn.target is None:
+                if only is None:
+                    routes.append(OutputRoute(index, conn.source.key, self.requester, None, None,
+                                              conn.file))
+                continue
+            if only is not None and conn.target.job != only:
+                continue
+            if self._jobs[conn.target.job].record.status in JOB_TERMINAL:
+                continue  # that consumer errored or was cancelled; nobody to deliver to
+            target_executor = self._jobs[conn.target.job].record.executor
+            assert target_executor is not None
+            routes.append(OutputRoute(index, conn.source.key, target_executor, conn.target.job,
+                                      conn.target.key, conn.file))
+        return tuple(routes)
+
+    def _routes_in(self, name: str) -> tuple[InputRoute, ...]:
+        routes: list[InputRoute] = []
+        for index, conn in enumerate(self.workflow.connections):
+            if conn.target is None or conn.target.job != name:
+                continue
+            source_executor = self._jobs[conn.source.job].record.executor
+            assert source_executor is not None
+            routes.append(InputRoute(index, conn.source.job, conn.source.key, source_executor,
+                                     conn.target.key, conn.file))
+        return tuple(routes)
+
+    def _finish_if_done(self, now: float) -> None:
+        if self._run.is_terminal:
+            return
+        if not all(s.record.status in JOB_TERMINAL for s in self._jobs.values()):
+            return
+        if all(s.record.status is JobStatus.COMPLETED for s in self._jobs.values()):
+            self._set_run(RunStatus.COMPLETED, now)
+        else:
+            self._set_run(RunStatus.FAILED, now, self._first_error or "a job was cancelled")
+        self._release_all()
+
+    def _release_all(self) -> None:
+        for name, state in self._jobs.items():
+            record = state.record
+            if record.status is JobStatus.COMPLETED and record.executor is not None:
+                self._commands.append(ReleaseJob(record.executor, self.run_id, name,
+                                                 record.attempt))
+
+    def _descendants(self, name: str) -> list[str]:
+        seen: list[str] = []
+        stack = list(self._downstream[name])
+        while stack:
+            current = stack.pop()
+            if current not in seen:
+                seen.append(current)
+                stack.extend(self._downstream[current])
+        return sorted(seen)
+
+    def _check_acyclic(self) -> None:
+        visiting: set[str] = set()
+        done: set[str] = set()
+
+        def visit(node: str) -> None:
+            if node in done:
+                return
+            if node in visiting:
+                raise LocalProtocolError(f"workflow {self.workflow.name!r} has a cycle through "
+                                         f"{node!r}; validate it before running")
+            visiting.add(node)
+            for nxt in self._downstream[node]:
+                visit(nxt)
+            visiting.discard(node)
+            done.add(node)
+
+        for name in self._jobs:
+            visit(name)
+
+    def _set_job(self, name: str, status: JobStatus, now: float, reason: str = "",
+                 **changes: object) -> None:
+        state = self._jobs[name]
+        state.record = state.record.with_status(status, now, reason, **changes)
+        self._events.append(JobStatusChanged(state.record))
+
+    def _set_run(self, status: RunStatus, now: float, reason: str = "") -> None:
+        self._run = self._run.with_status(status, now, reason)
+        self._events.append(RunStatusChanged(self._run))
+
+    def _ignore(self, peer: PeerId, report: Report, reason: str) -> None:
+        self._events.append(ReportIgnored(peer, report, reason))
+
+
+_Handler = Callable[[Scheduler, str, Report, float], None]
+_DISPATCH: dict[type, tuple[frozenset[JobStatus], _Handler]] = {
+    JobAccepted: (frozenset({JobStatus.REQUESTED}), Scheduler._on_accepted),
+    JobRefused: (frozenset({JobStatus.REQUESTED}), Scheduler._on_refused),
+    JobStatusReported: (frozenset({JobStatus.READY, JobStatus.QUEUED, JobStatus.RUNNING}),
+                        Scheduler._on_status),
+    JobExited: (frozenset({JobStatus.READY, JobStatus.QUEUED, JobStatus.RUNNING}),
+                Scheduler._on_exited),
+    OutputsDelivered: (frozenset({JobStatus.DELIVERING, JobStatus.COMPLETED}),
+                       Scheduler._on_delivered),
+}
+"""Which report is allowed in which job state; anything else is ignored with a reason."""

@@ -1,0 +1,335 @@
+"""The requester's scheduler core, scenario by scenario, with time advanced by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from rnn_tui.errors import LocalProtocolError
+from rnn_tui.identity.keys import Identity, PeerId
+from rnn_tui.workflow.messages import (
+    CancelJob,
+    Command,
+    DeliverOutputs,
+    ExecState,
+    Heartbeat,
+    JobAccepted,
+    JobExited,
+    JobRefused,
+    JobStatusReported,
+    OutputDigest,
+    OutputsDelivered,
+    ReleaseJob,
+    RequestJob,
+    StartJob,
+)
+from rnn_tui.workflow.model import JobStatus, RetryPolicy, RunStatus, Workflow
+from rnn_tui.workflow.scheduler import (
+    Candidate,
+    JobStatusChanged,
+    ReportIgnored,
+    RunStatusChanged,
+    Scheduler,
+    SchedulerConfig,
+)
+from rnn_tui.workflow.yaml_io import load_workflow
+
+PEERS = [Identity(bytes([i]) * 32).peer_id for i in range(1, 6)]
+REQUESTER, A, B, C, D = PEERS
+RUN = "run1"
+
+PIPELINE = """\
+name: p
+jobs:
+  - {name: src, service: data}
+  - {name: mid, service: tool, retry: {attempts: 2, other_peer: true}}
+  - {name: end, service: tool, timeout_s: 30}
+connections:
+  - {from: src.STDOUT, to: mid.STDIN}
+  - {from: mid.STDOUT, to: end.STDIN}
+  - {from: end.STDOUT, to: self, file: out.txt}
+"""
+
+
+def make(text: str = PIPELINE, **placement: list[PeerId]) -> Scheduler:
+    wf: Workflow = load_workflow(text).workflow
+    candidates = {
+        job.name: [Candidate(p, f"svc-{job.service.service}")
+                   for p in placement.get(job.name, [A])]
+        for job in wf.jobs
+    }
+    return Scheduler(RUN, wf, REQUESTER, candidates, now=0.0,
+                     config=SchedulerConfig(request_timeout=5, heartbeat_timeout=4,
+                                            delivery_timeout=20))
+
+
+def drain(s: Scheduler) -> list[Command]:
+    return s.commands_to_send()
+
+
+def events(s: Scheduler) -> list[object]:
+    out = []
+    while (event := s.next_event()) is not None:
+        out.append(event)
+    return out
+
+
+def accept_all(s: Scheduler, now: float = 0.1) -> list[Command]:
+    requests = [c for c in drain(s) if isinstance(c, RequestJob)]
+    for req in requests:
+        s.receive(req.peer, JobAccepted(RUN, req.job, req.attempt), now)
+    return drain(s)
+
+
+def finish(s: Scheduler, start: StartJob, now: float, code: int = 0) -> list[Command]:
+    s.receive(start.peer, JobStatusReported(RUN, start.job, start.attempt, ExecState.RUNNING), now)
+    s.receive(start.peer, JobExited(RUN, start.job, start.attempt, code), now)
+    if code == 0:
+        s.receive(start.peer, OutputsDelivered(
+            RUN, start.job, start.attempt, start.delivery,
+            (OutputDigest("STDOUT", 3, "ab" * 32),)), now)
+    return drain(s)
+
+
+def test_happy_path_two_phases_and_routing() -> None:
+    s = make(src=[A], mid=[B], end=[C])
+    s.start(0.0)
+    requests = drain(s)
+    assert [(c.job, c.peer) for c in requests if isinstance(c, RequestJob)] == [
+        ("src", A), ("mid", B), ("end", C)]
+    # phase 2 waits for every acceptance
+    s.receive(A, JobAccepted(RUN, "src", 1), 0.1)
+    s.receive(B, JobAccepted(RUN, "mid", 1), 0.1)
+    assert drain(s) == []
+    s.receive(C, JobAccepted(RUN, "end", 1), 0.2)
+    (start_src,) = drain(s)
+    assert isinstance(start_src, StartJob) and start_src.job == "src" and start_src.inputs == ()
+    (route,) = start_src.outputs
+    assert (route.target_peer, route.target_job, route.target) == (B, "mid", "STDIN")
+    (start_mid,) = finish(s, start_src, 1.0)
+    assert isinstance(start_mid, StartJob) and start_mid.job == "mid"
+    assert start_mid.inputs[0].source_peer == A and start_mid.inputs[0].source_job == "src"
+    (start_end,) = finish(s, start_mid, 2.0)
+    assert isinstance(start_end, StartJob)
+    (to_self,) = start_end.outputs
+    assert to_self.target_peer == REQUESTER and to_self.target_job is None
+    assert to_self.file == "out.txt"
+    released = finish(s, start_end, 3.0)
+    assert s.run.status is RunStatus.COMPLETED and s.run.ended_at == 3.0
+    assert sorted((c.job, c.peer) for c in released if isinstance(c, ReleaseJob)) == [
+        ("end", C), ("mid", B), ("src", A)]
+    assert s.outputs_of("end")[0].sha256 == "ab" * 32
+    assert s.get_timer() is None
+
+
+def test_independent_jobs_start_together() -> None:
+    s = make("name: fan\njobs:\n  - {name: a, service: s}\n  - {name: b, service: s}\n"
+             "  - {name: c, service: s}\nconnections:\n  - {from: a.STDOUT, to: c.STDIN}\n"
+             "  - {from: b.STDOUT, to: c.STDIN}\n".replace("b.STDOUT, to: c.STDIN",
+                                                           "b.STDOUT, to: self, file: b"))
+    s.start(0.0)
+    starts = [c.job for c in accept_all(s) if isinstance(c, StartJob)]
+    assert starts == ["a", "b"]
+
+
+def test_refusal_moves_to_next_candidate_then_fails_run_with_reason() -> None:
+    s = make(mid=[B, C])
+    s.start(0.0)
+    drain(s)
+    s.receive(B, JobRefused(RUN, "mid", 1, "no capacity"), 0.5)
+    (retry,) = drain(s)
+    assert isinstance(retry, RequestJob) and retry.peer == C and retry.attempt == 2
+    assert s.job("mid").status is JobStatus.REQUESTED
+    assert "refused by" in [e for e in events(s) if isinstance(e, JobStatusChanged)][-2].record.reason
+    s.receive(C, JobRefused(RUN, "mid", 2, "policy: requester not allowed"), 0.6)
+    cancels = drain(s)
+    assert s.run.status is RunStatus.FAILED
+    assert "job 'mid' errored: refused by" in s.run.reason
+    assert "policy: requester not allowed" in s.run.reason
+    assert s.job("src").status is JobStatus.CANCELLED
+    assert {c.job for c in cancels if isinstance(c, CancelJob)} == {"src", "end"}
+    assert s.job("mid").status is JobStatus.ERRORED
+
+
+def test_unanswered_request_times_out() -> None:
+    s = make()
+    s.start(0.0)
+    drain(s)
+    assert s.get_timer() == 5.0
+    s.handle_timer(5.0)
+    assert s.run.status is RunStatus.FAILED
+    assert "did not answer the request within 5s" in s.run.reason
+
+
+def test_failed_job_fails_downstream_and_run_without_retry() -> None:
+    s = make(src=[A], mid=[B], end=[C])
+    s.start(0.0)
+    (start_src,) = accept_all(s)
+    assert isinstance(start_src, StartJob)
+    finish(s, start_src, 1.0, code=3)
+    assert s.job("src").status is JobStatus.ERRORED and s.job("src").exit_code == 3
+    assert s.job("mid").status is JobStatus.CANCELLED
+    assert s.job("mid").reason == "upstream job 'src' errored"
+    assert s.run.status is RunStatus.FAILED
+    assert s.run.reason == "job 'src' errored: exited with code 3"
+
+
+def test_retry_moves_to_other_peer_and_inputs_are_delivered_again() -> None:
+    s = make(src=[A], mid=[B, D], end=[C])
+    s.start(0.0)
+    (start_src,) = accept_all(s)
+    assert isinstance(start_src, StartJob)
+    (start_mid,) = finish(s, start_src, 1.0)
+    assert isinstance(start_mid, StartJob) and start_mid.peer == B
+    s.receive(B, JobExited(RUN, "mid", 1, 137, "killed (out of memory)"), 2.0)
+    (retry,) = drain(s)
+    assert isinstance(retry, RequestJob) and retry.peer == D and retry.attempt == 2
+    s.receive(D, JobAccepted(RUN, "mid", 2), 2.1)
+    (redeliver,) = drain(s)
+    assert isinstance(redeliver, DeliverOutputs) and redeliver.peer == A
+    assert redeliver.delivery == 1 and redeliver.outputs[0].target_peer == D
+    # a stale report from the old attempt changes nothing
+    s.receive(B, Heartbeat(RUN, "mid", 1), 2.2)
+    assert any(isinstance(e, ReportIgnored) for e in events(s))
+    s.receive(A, OutputsDelivered(RUN, "src", 1, 1), 2.5)
+    (start_mid2,) = drain(s)
+    assert isinstance(start_mid2, StartJob) and start_mid2.peer == D and start_mid2.attempt == 2
+    (start_end,) = finish(s, start_mid2, 3.0)
+    assert isinstance(start_end, StartJob)
+    assert start_end.inputs[0].source_peer == D
+    finish(s, start_end, 4.0)
+    assert s.run.status is RunStatus.COMPLETED
+
+
+def test_heartbeat_timeout_detects_dead_executor() -> None:
+    s = make(src=[A], mid=[B], end=[C])
+    s.start(0.0)
+    (start_src,) = accept_all(s, now=0.0)
+    assert isinstance(start_src, StartJob)
+    s.receive(A, JobStatusReported(RUN, "src", 1, ExecState.RUNNING), 1.0)
+    for t in (2.0, 3.0, 4.0):  # the others keep beating
+        s.receive(B, Heartbeat(RUN, "mid", 1), t)
+        s.receive(C, Heartbeat(RUN, "end", 1), t)
+    assert s.get_timer() == 5.0
+    s.handle_timer(5.0)
+    assert s.job("src").status is JobStatus.ERRORED
+    assert "silent for 4.0s (heartbeat timeout)" in s.job("src").reason
+    assert s.run.status is RunStatus.FAILED
+
+
+def test_job_timeout_cancels_the_job() -> None:
+    s = make(src=[A], mid=[B], end=[C])
+    s.start(0.0)
+    (start_src,) = accept_all(s)
+    assert isinstance(start_src, StartJob)
+    (start_mid,) = finish(s, start_src, 1.0)
+    assert isinstance(start_mid, StartJob)
+    (start_end,) = finish(s, start_mid, 2.0)
+    assert isinstance(start_end, StartJob)
+    s.receive(C, JobStatusReported(RUN, "end", 1, ExecState.RUNNING), 3.0)
+    for t in range(4, 34, 2):
+        s.receive(C, Heartbeat(RUN, "end", 1), float(t))
+    s.handle_timer(33.0)
+    assert s.job("end").status is JobStatus.ERRORED and s.job("end").reason == "timed out after 30s"
+    assert any(isinstance(c, CancelJob) and c.job == "end" for c in drain(s))
+
+
+def test_cancel_propagates_to_every_executor() -> None:
+    s = make(src=[A], mid=[B], end=[C])
+    s.start(0.0)
+    accept_all(s)
+    s.cancel(1.0, "user pressed c")
+    cancels = drain(s)
+    assert sorted((c.job, c.peer) for c in cancels if isinstance(c, CancelJob)) == [
+        ("end", C), ("mid", B), ("src", A)]
+    assert s.run.status is RunStatus.CANCELLED and s.run.reason == "user pressed c"
+    assert all(j.status is JobStatus.CANCELLED for j in s.jobs)
+    s.cancel(2.0)  # idempotent
+    assert drain(s) == []
+
+
+def test_reports_from_strangers_and_out_of_order_are_ignored() -> None:
+    s = make(src=[A], mid=[B], end=[C])
+    s.start(0.0)
+    drain(s)
+    s.receive(D, JobAccepted(RUN, "src", 1), 0.1)
+    s.receive(A, JobExited(RUN, "src", 1, 0), 0.1)
+    s.receive(A, JobAccepted("other-run", "src", 1), 0.1)
+    s.receive(A, JobAccepted(RUN, "nope", 1), 0.1)
+    ignored = [e for e in events(s) if isinstance(e, ReportIgnored)]
+    assert len(ignored) == 4
+    assert "is not the executor" in ignored[0].reason
+    assert "JobExited is not expected while 'src' is REQUESTED" in ignored[1].reason
+    assert s.job("src").status is JobStatus.REQUESTED
+
+
+def test_failed_delivery_to_consumer_retries_the_consumer() -> None:
+    s = make(src=[A], mid=[B, D], end=[C])
+    s.start(0.0)
+    (start_src,) = accept_all(s)
+    assert isinstance(start_src, StartJob)
+    s.receive(A, JobExited(RUN, "src", 1, 0), 1.0)
+    s.receive(A, OutputsDelivered(RUN, "src", 1, 0, failed=((0, "connection lost"),)), 1.5)
+    assert s.job("src").status is JobStatus.COMPLETED
+    (cancel, retry) = drain(s)
+    assert isinstance(cancel, CancelJob) and cancel.peer == B
+    assert isinstance(retry, RequestJob) and retry.peer == D
+    assert "could not receive input from 'src': connection lost" in s.job("mid").reason
+
+
+def test_undelivered_redelivery_times_out() -> None:
+    s = make(src=[A], mid=[B, D], end=[C])
+    s.start(0.0)
+    (start_src,) = accept_all(s)
+    assert isinstance(start_src, StartJob)
+    finish(s, start_src, 1.0)
+    s.report_failure("mid", 1, "receipt signed by the wrong key", 1.5)
+    drain(s)
+    s.receive(D, JobAccepted(RUN, "mid", 2), 1.6)
+    assert any(isinstance(c, DeliverOutputs) for c in drain(s))
+    s.receive(D, Heartbeat(RUN, "mid", 2), 5.0)
+    s.receive(C, Heartbeat(RUN, "end", 1), 5.0)
+    for t in range(9, 22, 4):
+        s.receive(D, Heartbeat(RUN, "mid", 2), float(t))
+        s.receive(C, Heartbeat(RUN, "end", 1), float(t))
+    s.handle_timer(21.6)
+    assert s.job("mid").status is JobStatus.ERRORED
+    assert "inputs from 'src' were not delivered in time" in s.job("mid").reason
+
+
+def test_backoff_delays_the_retry() -> None:
+    text = PIPELINE.replace("retry: {attempts: 2, other_peer: true}",
+                            "retry: {attempts: 3, backoff_s: 2}")
+    s = make(text)
+    s.start(0.0)
+    drain(s)
+    s.receive(A, JobRefused(RUN, "mid", 1, "busy"), 1.0)
+    assert drain(s) == [] and s.job("mid").status is JobStatus.IDLE
+    assert s.get_timer() == 3.0
+    s.handle_timer(3.0)
+    (again,) = drain(s)
+    assert isinstance(again, RequestJob) and again.attempt == 2
+
+
+def test_misuse_is_a_local_error() -> None:
+    wf = load_workflow(PIPELINE).workflow
+    with pytest.raises(LocalProtocolError, match="no executor candidate"):
+        Scheduler(RUN, wf, REQUESTER, {"src": [Candidate(A, "x")]}, now=0.0)
+    cyc = load_workflow("name: c\njobs:\n  - {name: a, service: s}\n  - {name: b, service: s}\n"
+                        "connections:\n  - {from: a.STDOUT, to: b.STDIN}\n"
+                        "  - {from: b.STDOUT, to: a.STDIN}\n").workflow
+    with pytest.raises(LocalProtocolError, match="cycle"):
+        Scheduler(RUN, cyc, REQUESTER, {"a": [Candidate(A, "x")], "b": [Candidate(A, "x")]}, 0.0)
+    s = make()
+    s.start(0.0)
+    with pytest.raises(LocalProtocolError, match="already started"):
+        s.start(1.0)
+    assert RetryPolicy().attempts == 1
+
+
+def test_events_report_every_change_in_order() -> None:
+    s = make(src=[A], mid=[B], end=[C])
+    s.start(0.0)
+    seen = events(s)
+    assert isinstance(seen[0], RunStatusChanged) and seen[0].record.status is RunStatus.RUNNING
+    assert [e.record.status for e in seen[1:] if isinstance(e, JobStatusChanged)] == [
+        JobStatus.REQUESTED] * 3
