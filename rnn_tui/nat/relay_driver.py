@@ -1,0 +1,383 @@
+"""Relay service and relay client over the transport (asyncio drivers around ``relay_core``).
+
+Why two envelopes: a node can be a relay and a relay client at once, and circuit data
+flows both ways.  ``ToRelay`` frames are addressed to a relay's ``RelayServer`` core;
+``FromRelay`` frames come from a relay to its clients.  Both carry the binary messages
+of :mod:`rnn_tui.nat.wire`; the sender's identity is the peer id the transport proved
+on the connection, never a field.
+
+Relayed connections: :meth:`RelayClient.dial_via` opens a circuit and runs a *new* QUIC
+connection (ours, with Ed25519 mutual TLS and the expected peer id) whose every datagram
+is wrapped in ``CircuitData`` on the connection to the relay.  The target accepts it in
+:meth:`RelayClient._on_incoming_data` with the source id the relay named as the expected
+peer id, so a relay that lies about who is calling is caught by the inner handshake.
+The relay sees only ciphertext; a relay that alters a byte makes the inner packet fail
+authentication and be dropped by QUIC: data is never delivered altered.
+
+When the relay connection dies, every circuit through it is closed at once with a reason
+(``ConnectionClosed`` for pending requests), so nothing hangs on a vanished relay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+from aioquic.buffer import Buffer  # type: ignore[attr-defined]
+from aioquic.quic.packet import QuicPacketType, pull_quic_header
+
+from rnn_tui.errors import RemoteProtocolError, RequestTimeout, RnnError
+from rnn_tui.identity import PeerId
+from rnn_tui.nat.model import PathType
+from rnn_tui.nat.relay_core import RelayEvent, RelayLimits, RelayServer
+from rnn_tui.nat.wire import (
+    CircuitAccept,
+    CircuitClosed,
+    CircuitData,
+    CircuitReject,
+    ConnectAccepted,
+    ConnectRefused,
+    ConnectRequest,
+    IncomingCircuit,
+    NatMessage,
+    RelayMessage,
+    ReserveAccepted,
+    ReserveRefused,
+    ReserveRequest,
+    decode_message,
+    encode_message,
+)
+from rnn_tui.transport import PeerConnection, PeerDisconnected, Transport, TransportEvent
+from rnn_tui.transport.messages import register_message
+from rnn_tui.transport.tls import MutualTlsConnection, make_configuration
+
+__all__ = ["ToRelay", "FromRelay", "RelayService", "RelayClient", "RelayRefused",
+           "RELAY_CAPABILITY"]
+
+log = logging.getLogger(__name__)
+RELAY_CAPABILITY = "relay/1"
+CID_LENGTH = 8  # aioquic's default host connection id length
+
+
+class RelayRefused(RnnError):
+    """A relay refused a reservation or a circuit; the message carries its reason."""
+
+
+@register_message
+@dataclass(frozen=True, slots=True)
+class ToRelay:
+    """A NAT wire message addressed to a relay (reserve, connect, circuit data)."""
+
+    TYPE: ClassVar[int] = 0x0401
+    body: bytes
+
+    def encode(self) -> bytes:
+        return self.body
+
+    @classmethod
+    def decode(cls, body: bytes) -> ToRelay:
+        return cls(body)
+
+
+@register_message
+@dataclass(frozen=True, slots=True)
+class FromRelay:
+    """A NAT wire message from a relay to one of its clients."""
+
+    TYPE: ClassVar[int] = 0x0402
+    body: bytes
+
+    def encode(self) -> bytes:
+        return self.body
+
+    @classmethod
+    def decode(cls, body: bytes) -> FromRelay:
+        return cls(body)
+
+
+def _decode(body: bytes, conn: PeerConnection) -> NatMessage | None:
+    try:
+        return decode_message(body)
+    except RemoteProtocolError as exc:
+        log.info("dropping a bad NAT frame from %s: %s", conn.peer_id, exc)
+        return None
+
+
+class RelayService:
+    """Offers relay service on a transport: feeds ``RelayServer`` and sends its output."""
+
+    def __init__(self, transport: Transport, limits: RelayLimits | None = None,
+                 on_event: Callable[[RelayEvent], None] = lambda ev: None) -> None:
+        self.transport = transport
+        self.core = RelayServer(limits)
+        self.on_event = on_event
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        transport.handlers.on_message(ToRelay, self._on_frame)
+        transport.add_listener(self._on_transport_event)
+        if RELAY_CAPABILITY not in transport.capabilities:
+            transport.capabilities += (RELAY_CAPABILITY,)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _on_frame(self, conn: PeerConnection, frame: ToRelay) -> None:
+        msg = _decode(frame.body, conn)
+        if msg is None or conn.peer_id is None:
+            return
+        self.core.receive_message(conn.peer_id, msg, self._loop.time())  # type: ignore[arg-type]
+        self._flush()
+
+    def _on_transport_event(self, event: TransportEvent) -> None:
+        if isinstance(event, PeerDisconnected):
+            self.core.peer_disconnected(event.peer_id, self._loop.time())
+            self._flush()
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self.core.handle_timer(self._loop.time())
+        self._flush()
+
+    def _flush(self) -> None:
+        for peer, msg in self.core.messages_to_send():
+            conn = self.transport.connection_to(peer)
+            if conn is not None:
+                self.deliver(conn, msg)
+        while (ev := self.core.next_event()) is not None:
+            self.on_event(ev)
+        when = self.core.get_timer()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if when is not None:
+            self._timer = self._loop.call_at(when, self._on_timer)
+
+    def deliver(self, conn: PeerConnection, msg: RelayMessage) -> None:
+        """Send one message to a client (a test overrides this to play a bad relay)."""
+        try:
+            conn.send(FromRelay(encode_message(msg)))
+        except RnnError as exc:
+            log.info("relay cannot reach %s: %s", conn.peer_id, exc)
+
+
+@dataclass(eq=False)
+class _Circuit:
+    relay: PeerConnection
+    circuit_id: int
+    peer: PeerId
+    conn: PeerConnection | None = None
+
+
+class RelayClient:
+    """Reserves slots on relays, dials peers through them and accepts relayed peers."""
+
+    def __init__(self, transport: Transport, *, max_inbound: int = 64,
+                 accept: Callable[[PeerId], bool] = lambda peer: True,
+                 on_connection: Callable[[PeerConnection, PeerId], None] = lambda c, r: None,
+                 handshake_timeout: float = 10.0) -> None:
+        self.transport = transport
+        self.max_inbound = max_inbound
+        self.accept = accept
+        self.on_connection = on_connection  # (relayed connection, relay id), once verified
+        self.handshake_timeout = handshake_timeout
+        self._loop = asyncio.get_running_loop()
+        ident = transport.identity
+        self._client_config = make_configuration(ident, is_client=True)
+        self._server_config = make_configuration(ident, is_client=False)
+        self._reserve_waiters: dict[PeerId, asyncio.Future[ReserveAccepted]] = {}
+        self._connect_waiters: dict[tuple[PeerId, PeerId], asyncio.Future[int]] = {}
+        self._circuits: dict[tuple[PeerId, int], _Circuit] = {}
+        self.reservations: dict[PeerId, ReserveAccepted] = {}
+        transport.handlers.on_message(FromRelay, self._on_frame)
+        transport.add_listener(self._on_transport_event)
+
+    # -- API -------------------------------------------------------------------------
+    async def reserve(self, relay: PeerConnection, timeout: float = 5.0) -> ReserveAccepted:  # noqa: ASYNC109
+        """Reserve (or renew) a slot; RelayRefused with the relay's reason if it says no."""
+        peer = self._peer(relay)
+        fut: asyncio.Future[ReserveAccepted] = self._loop.create_future()
+        self._reserve_waiters[peer] = fut
+        relay.send(ToRelay(encode_message(ReserveRequest())))
+        try:
+            async with asyncio.timeout(timeout):
+                accepted = await fut
+        except TimeoutError:
+            raise RequestTimeout(f"relay {peer.short} did not answer a reservation "
+                                 f"within {timeout:g}s") from None
+        finally:
+            self._reserve_waiters.pop(peer, None)
+        self.reservations[peer] = accepted
+        return accepted
+
+    async def dial_via(self, relay: PeerConnection, target: PeerId,
+                       timeout: float = 10.0) -> PeerConnection:  # noqa: ASYNC109
+        """A connection to ``target`` through ``relay``, with ``target``'s identity proved."""
+        relay_id = self._peer(relay)
+        key = (relay_id, target)
+        if key in self._connect_waiters:
+            raise RelayRefused(f"a circuit to {target.short} via {relay_id.short} is being opened")
+        fut: asyncio.Future[int] = self._loop.create_future()
+        self._connect_waiters[key] = fut
+        relay.send(ToRelay(encode_message(ConnectRequest(target.key))))
+        try:
+            async with asyncio.timeout(timeout):
+                cid = await fut
+        except TimeoutError:
+            raise RequestTimeout(f"relay {relay_id.short} did not open a circuit to "
+                                 f"{target.short} within {timeout:g}s") from None
+        finally:
+            self._connect_waiters.pop(key, None)
+        circuit = _Circuit(relay, cid, target)
+        self._circuits[(relay_id, cid)] = circuit
+        quic = MutualTlsConnection(configuration=self._client_config)
+        conn = self._make_conn(circuit, quic, outbound=True)
+        conn.connect()
+        try:
+            async with asyncio.timeout(timeout):
+                await conn.verified
+        except TimeoutError:
+            conn.begin_close(reason="relayed handshake timed out")
+            self._drop(circuit, "handshake timed out")
+            raise RequestTimeout(f"relayed QUIC handshake with {target.short} via "
+                                 f"{relay_id.short} took over {timeout:g}s") from None
+        except RnnError:
+            self._drop(circuit, "identity rejected")
+            raise
+        return conn
+
+    def path_type(self, conn: PeerConnection) -> PathType:
+        relayed = any(c.conn is conn for c in self._circuits.values())
+        return PathType.RELAYED if relayed else PathType.DIRECT
+
+    def relayed_connections(self) -> list[PeerConnection]:
+        return [c.conn for c in self._circuits.values() if c.conn is not None and c.conn.is_open]
+
+    # -- internals -------------------------------------------------------------------
+    @staticmethod
+    def _peer(conn: PeerConnection) -> PeerId:
+        if conn.peer_id is None:
+            raise RelayRefused("the relay connection is not verified")
+        return conn.peer_id
+
+    def _make_conn(self, circuit: _Circuit, quic: MutualTlsConnection, *,
+                   outbound: bool) -> PeerConnection:
+        relay, cid = circuit.relay, circuit.circuit_id
+        relay_id = self._peer(relay)
+        pseudo = (f"relay.{relay_id.short}", 1 + cid % 65535)
+
+        def path(data: bytes, addr: tuple[str, int]) -> None:
+            if relay.is_open:
+                relay.send(ToRelay(encode_message(CircuitData(cid, data))))
+
+        def terminated(link: object) -> None:
+            self._circuits.pop((relay_id, cid), None)
+
+        conn = PeerConnection(quic, path, remote_addr=pseudo, handlers=self.transport.handlers,
+                              limits=self.transport.settings.limits, outbound=outbound,
+                              expected_peer_id=circuit.peer,
+                              keepalive_interval=self.transport.settings.keepalive_interval,
+                              on_terminated=terminated)
+        circuit.conn = conn
+        return conn
+
+    def _drop(self, circuit: _Circuit, reason: str) -> None:
+        relay_id = self._peer(circuit.relay)
+        self._circuits.pop((relay_id, circuit.circuit_id), None)
+        if circuit.relay.is_open:
+            circuit.relay.send(ToRelay(encode_message(CircuitClosed(circuit.circuit_id, reason))))
+
+    async def _on_frame(self, relay: PeerConnection, frame: FromRelay) -> None:
+        msg = _decode(frame.body, relay)
+        if msg is None or relay.peer_id is None:
+            return
+        relay_id = relay.peer_id
+        match msg:
+            case ReserveAccepted():
+                fut = self._reserve_waiters.get(relay_id)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+            case ReserveRefused():
+                fut = self._reserve_waiters.get(relay_id)
+                if fut is not None and not fut.done():
+                    fut.set_exception(RelayRefused(f"relay {relay_id.short}: {msg.reason}"))
+            case ConnectAccepted() | ConnectRefused():
+                waiter = self._connect_waiters.get((relay_id, PeerId(msg.target)))
+                if waiter is None or waiter.done():
+                    return
+                if isinstance(msg, ConnectAccepted):
+                    waiter.set_result(msg.circuit_id)
+                else:
+                    waiter.set_exception(RelayRefused(f"relay {relay_id.short}: {msg.reason}"))
+            case IncomingCircuit():
+                self._on_incoming(relay, msg)
+            case CircuitData():
+                self._on_incoming_data(relay, msg)
+            case CircuitClosed():
+                circuit = self._circuits.pop((relay_id, msg.circuit_id), None)
+                if circuit is not None and circuit.conn is not None:
+                    circuit.conn.begin_close(reason=f"relay closed the circuit: {msg.reason}")
+            case _:
+                log.info("unexpected %s from relay %s", type(msg).__name__, relay_id.short)
+
+    def _on_incoming(self, relay: PeerConnection, msg: IncomingCircuit) -> None:
+        relay_id = self._peer(relay)
+        source = PeerId(msg.source)
+        inbound = sum(1 for c in self._circuits.values() if not (c.conn and c.conn.outbound))
+        if inbound >= self.max_inbound or not self.accept(source):
+            reason = "too many relayed connections" if inbound >= self.max_inbound else "refused"
+            relay.send(ToRelay(encode_message(CircuitReject(msg.circuit_id, reason))))
+            return
+        self._circuits[(relay_id, msg.circuit_id)] = _Circuit(relay, msg.circuit_id, source)
+        relay.send(ToRelay(encode_message(CircuitAccept(msg.circuit_id))))
+
+    def _on_incoming_data(self, relay: PeerConnection, msg: CircuitData) -> None:
+        relay_id = self._peer(relay)
+        circuit = self._circuits.get((relay_id, msg.circuit_id))
+        if circuit is None:
+            return
+        if circuit.conn is None:  # first packet of an inbound circuit: the client's Initial
+            try:
+                header = pull_quic_header(Buffer(data=msg.payload), host_cid_length=CID_LENGTH)
+            except ValueError:
+                return
+            if header.packet_type != QuicPacketType.INITIAL:
+                return
+            quic = MutualTlsConnection(configuration=self._server_config,
+                                       original_destination_connection_id=header.destination_cid)
+            conn = self._make_conn(circuit, quic, outbound=False)
+            deadline = self._loop.call_later(self.handshake_timeout, self._expire, circuit)
+
+            def verified(fut: asyncio.Future[PeerId]) -> None:
+                deadline.cancel()
+                if not fut.cancelled() and fut.exception() is None:
+                    self.on_connection(conn, relay_id)
+
+            conn.verified.add_done_callback(verified)
+        assert circuit.conn is not None
+        circuit.conn.datagram_received(msg.payload, circuit.conn.remote_addr)
+
+    def _expire(self, circuit: _Circuit) -> None:
+        if circuit.conn is not None and not circuit.conn.verified.done():
+            circuit.conn.begin_close(reason="relayed handshake timed out")
+            self._drop(circuit, "handshake timed out")
+
+    def _on_transport_event(self, event: TransportEvent) -> None:
+        if not isinstance(event, PeerDisconnected):
+            return
+        self.reservations.pop(event.peer_id, None)
+        for fut in (self._reserve_waiters.get(event.peer_id),
+                    *[f for (r, _), f in self._connect_waiters.items() if r == event.peer_id]):
+            if fut is not None and not fut.done():
+                fut.set_exception(RelayRefused(f"relay {event.peer_id.short} disconnected"))
+        for (relay_id, cid), circuit in list(self._circuits.items()):
+            if relay_id == event.peer_id:
+                del self._circuits[(relay_id, cid)]
+                if circuit.conn is not None:
+                    # Nothing can leave through a dead relay: QUIC closes after its drain
+                    # period, and pending requests fail with ConnectionClosed.
+                    circuit.conn.begin_close(reason=f"relay {relay_id.short} vanished")
