@@ -68,7 +68,8 @@ class QuicLink:
         self.path = path
         self.remote_addr = remote_addr
         self.expected_peer_id = expected_peer_id
-        self.peer_id: PeerId | None = None
+        self.peer_id: PeerId | None = None  # set once verified: the gate for stream data
+        self._proven_peer: PeerId | None = None
         self.keepalive_interval = keepalive_interval
         self.verified: asyncio.Future[PeerId] = self._loop.create_future()
         # Nobody may await a failed inbound handshake: mark its exception as seen.
@@ -100,6 +101,8 @@ class QuicLink:
             log.exception("QUIC rejected a datagram from %s", addr)
             return
         self._process_events()
+        if self.peer_id is None:
+            self._check_confirmed()
         self.transmit()
         self._after_receive()
 
@@ -114,7 +117,7 @@ class QuicLink:
                 log.exception("path sender failed for %s", addr)
         timer_at = self.quic.get_timer()
         if self.keepalive_interval is not None and not self.closed.is_set() \
-                and self.verified.done() and not self.verified.exception():
+                and self.peer_id is not None:
             keepalive_at = self.last_received + self.keepalive_interval
             timer_at = keepalive_at if timer_at is None else min(timer_at, keepalive_at)
         if self._timer is not None and self._timer_at != timer_at:
@@ -142,8 +145,8 @@ class QuicLink:
         self._timer = None
         self._timer_at = None
         self.quic.handle_timer(now=now)
-        if (self.keepalive_interval is not None and self.verified.done()
-                and not self.verified.exception() and not self.closed.is_set()
+        if (self.keepalive_interval is not None and self.peer_id is not None
+                and not self.closed.is_set()
                 and now >= self.last_received + self.keepalive_interval):
             # A PING elicits an ACK, which refreshes last_received and NAT mappings.
             self._ping_uid += 1
@@ -156,6 +159,8 @@ class QuicLink:
         event = self.quic.next_event()
         while event is not None:
             if isinstance(event, events.StreamDataReceived):
+                if self.peer_id is None:
+                    self._check_confirmed()
                 if self.peer_id is not None:
                     self._stream_data(event.stream_id, event.data, event.end_stream)
                 # before verification: dropped (nothing may flow before the id check)
@@ -188,9 +193,24 @@ class QuicLink:
                 self.verified.set_exception(exc)
             self.quic.close(error_code=IDENTITY_REJECTED, reason_phrase="identity rejected")
             return
-        self.peer_id = peer_id
+        self._proven_peer = peer_id
+        self._check_confirmed()
+
+    def _check_confirmed(self) -> None:
+        """Open the gate once the peer is proven *and* the handshake is confirmed.
+
+        A client's TLS completes before the server has checked the client's certificate
+        (TLS 1.3), so a client waits for HANDSHAKE_DONE (aioquic's private
+        ``_handshake_confirmed``): the server sends it only after accepting us, and our
+        server-side identity check closes the connection before it goes out.
+        """
+        if self._proven_peer is None or self.peer_id is not None:
+            return
+        if self.quic._is_client and not self.quic._handshake_confirmed:
+            return
+        self.peer_id = self._proven_peer
         if not self.verified.done():
-            self.verified.set_result(peer_id)
+            self.verified.set_result(self.peer_id)
 
     def _terminate(self, reason: str) -> None:
         if self.closed.is_set():

@@ -178,7 +178,7 @@ class Transport:
         conn.connect()
         try:
             async with asyncio.timeout(timeout):
-                await conn.verified
+                await asyncio.shield(conn.verified)
         except TimeoutError:
             self._pending.discard(conn)
             await conn.close(reason="handshake timed out", timeout=0.2)

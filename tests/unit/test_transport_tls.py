@@ -107,6 +107,8 @@ def test_mutual_handshake_proves_both_ids() -> None:
     assert completed(client) and completed(server)
     assert peer_id_from_connection(client) == b.peer_id
     assert peer_id_from_connection(server) == a.peer_id  # the server asked for it
+    # pinned private flag: the client's "server accepted us" signal (HANDSHAKE_DONE)
+    assert client._handshake_confirmed
 
 
 def test_plain_aioquic_server_would_not_ask_for_a_client_certificate() -> None:
@@ -136,6 +138,7 @@ def test_certificate_for_a_key_not_held_fails_the_handshake() -> None:
     client = MutualTlsConnection(configuration=make_configuration(
         thief, is_client=True, certificate=(victim_cert, thief_key)))
     server = run_handshake(client, server_of(server_id))
+    assert not client._handshake_confirmed  # so the dialler never opens its gate
     assert not completed(server)
     assert terminated_by_decrypt_error(server)
 

@@ -1,0 +1,140 @@
+"""Identity-bound QUIC on loopback: handshake, security checks, built-in messages, events."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+
+import pytest
+from aioquic.asyncio import connect
+from aioquic.quic.configuration import QuicConfiguration
+from transport_helpers import LOOPBACK, Probe, eventually, running
+
+from rnn_tui.errors import PeerIdMismatch, RequestTimeout
+from rnn_tui.identity import Identity
+from rnn_tui.transport import ConnectionClosed, PeerConnected, PeerDisconnected, TransportEvent
+from rnn_tui.transport.connection import IDENTITY_REJECTED
+from rnn_tui.transport.framing import Flags, Frame, encode_frame
+from rnn_tui.transport.messages import PeerRecord, Ping, ServiceCatalog
+from rnn_tui.transport.tls import ALPN, make_certificate, make_configuration
+
+pytestmark = pytest.mark.integration
+
+
+async def test_dial_proves_both_ids_and_fires_events() -> None:
+    async with running(2) as (a, b):
+        events: list[TransportEvent] = []
+        b.add_listener(events.append)
+        conn = await a.dial(b.endpoint.local_addr, expected_peer_id=b.identity.peer_id)
+        assert conn.peer_id == b.identity.peer_id
+        await eventually(lambda: len(b.connections()) == 1)
+        inbound = b.connections()[0]
+        assert inbound.peer_id == a.identity.peer_id and not inbound.outbound
+        assert isinstance(events[0], PeerConnected) and events[0].peer_id == a.identity.peer_id
+        assert b.connection_to(a.identity.peer_id) is inbound
+        await conn.close()
+        await eventually(lambda: not b.connections())
+        assert isinstance(events[-1], PeerDisconnected)
+
+
+async def test_dial_without_expected_id_learns_it() -> None:
+    async with running(2) as (a, b):
+        conn = await a.dial(b.endpoint.local_addr)
+        assert conn.peer_id == b.identity.peer_id
+
+
+async def test_dial_expecting_another_id_fails() -> None:
+    async with running(2) as (a, b):
+        someone_else = Identity.generate().peer_id
+        with pytest.raises(PeerIdMismatch, match="expected"):
+            await a.dial(b.endpoint.local_addr, expected_peer_id=someone_else)
+        assert a.connections() == []
+        await asyncio.sleep(0.1)
+        assert b.connections() == []  # the server never saw a verified connection either
+
+
+async def test_client_without_certificate_is_refused() -> None:
+    async with running(1) as (server,):
+        calls: list[object] = []
+
+        async def record(conn, msg):  # type: ignore[no-untyped-def]
+            calls.append(msg)
+            return msg
+
+        server.handlers.on_request(Probe, record)
+        host, port = server.endpoint.local_addr
+        config = QuicConfiguration(is_client=True, alpn_protocols=[ALPN], verify_mode=ssl.CERT_NONE)
+        async with asyncio.timeout(10), connect(host, port, configuration=config) as client:
+            # TLS lets a certificate-less client finish; our check then closes the connection
+            reader, writer = await client.create_stream()
+            writer.write(encode_frame(Frame(Probe.TYPE, Flags.NONE, 1, b"hello")))
+            await client.wait_closed()
+            close = client._quic._close_event
+            assert close is not None and close.error_code == IDENTITY_REJECTED
+        assert server.connections() == [] and calls == []  # no application data was handled
+
+
+async def test_certificate_for_a_key_not_held_fails_the_dial() -> None:
+    async with running(2) as (a, b):
+        victim = Identity.generate()
+        victim_cert, _ = make_certificate(victim)
+        _, own_key = make_certificate(a.identity)
+        # a pretends to be the victim: the certificate names the victim's key, signed by a's
+        a._client_config = make_configuration(a.identity, is_client=True,
+                                              certificate=(victim_cert, own_key))
+        with pytest.raises((ConnectionClosed, RequestTimeout)):
+            await a.dial(b.endpoint.local_addr, timeout=3)
+        assert b.connections() == []
+
+
+async def test_builtin_messages() -> None:
+    async with running(2) as (a, b):
+        b.capabilities = ("relay",)
+        conn = await a.dial(b.endpoint.local_addr, expected_peer_id=b.identity.peer_id)
+        rtt = await a.ping(conn)
+        assert 0 < rtt < 5 and conn.rtt == rtt
+        ident = await a.identify(conn)
+        assert ident.capabilities == ("relay",)
+        assert ident.listen_addrs == (f"{LOOPBACK}:{b.endpoint.local_addr[1]}",)
+        assert ident.observed_addr == f"{LOOPBACK}:{a.endpoint.local_addr[1]}"
+        catalog = await a.fetch_service_catalog(conn)
+        assert catalog == ServiceCatalog()
+        await eventually(lambda: bool(b.connections()))
+        assert b.connections()[0].peer_identify is not None  # b kept what a told it
+
+
+async def test_peer_exchange_drops_forged_records() -> None:
+    async with running(2) as (a, b):
+        honest = PeerRecord.create(Identity.generate(), ["127.0.0.9:9"], 10)
+        forged = PeerRecord(Identity.generate().peer_id, ("6.6.6.6:6",), 10, honest.signature)
+        b.peer_records = lambda: [honest, forged]
+        received: list[tuple[PeerRecord, ...]] = []
+        b.on_peer_records = lambda conn, records: received.append(records)
+        forged_by_a = PeerRecord(b.identity.peer_id, ("6.6.6.6:6",), 11, bytes(64))
+        a.peer_records = lambda: [*a._own_record(), forged_by_a]
+        conn = await a.dial(b.endpoint.local_addr)
+        records = await a.exchange_peers(conn)
+        assert records == (honest,)
+        assert [r.peer_id for r in received[0]] == [a.identity.peer_id]
+
+
+async def test_request_timeout_and_connection_still_usable() -> None:
+    async with running(2) as (a, b):
+        async def slow(conn, msg):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(10)
+
+        b.handlers.on_request(Probe, slow)
+        conn = await a.dial(b.endpoint.local_addr)
+        with pytest.raises(RequestTimeout, match="no reply"):
+            await conn.request(Probe(), timeout=0.3)
+        assert await conn.request(Ping(b"x"), timeout=5) is not None
+
+
+async def test_dial_to_a_silent_port_times_out() -> None:
+    async with running(1) as (a,):
+        import socket
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+            silent.bind((LOOPBACK, 0))
+            with pytest.raises(RequestTimeout, match="handshake"):
+                await a.dial(silent.getsockname(), timeout=0.5)
+        assert a.connections() == []
