@@ -81,8 +81,10 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self.stats = EndpointStats()
         #: ``dht_handler(data, addr)``: the DHT driver's ``datagram_received``.
         self.dht_handler: DatagramHandler | None = None
-        #: ``on_initial(header, data, addr)``: may return a new server-side QUIC sink.
-        self.on_initial: Callable[[QuicHeader, Addr], QuicSink | None] | None = None
+        #: ``on_initial(header, addr, path)``: may return a new server-side QUIC sink;
+        #: ``path`` is None for the UDP socket, or the virtual path a datagram came over.
+        self.on_initial: Callable[[QuicHeader, Addr, DatagramHandler | None],
+                                  QuicSink | None] | None = None
         self._sinks: dict[bytes, QuicSink] = {}
         self._raw: list[tuple[bytes, DatagramHandler]] = []
         self._transport: asyncio.DatagramTransport | None = None
@@ -231,7 +233,26 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             return
         self._quic_unrouted(data, addr)
 
-    def _quic_unrouted(self, data: bytes, addr: Addr) -> None:
+    def inject(self, data: bytes, addr: Addr, path: DatagramHandler) -> None:
+        """A QUIC datagram that arrived over a virtual path (e.g. through a relay).
+
+        Routed like a socket datagram (by connection id); a new Initial creates a
+        server-side connection whose datagrams go back through ``path``.  ``addr`` is a
+        stable pseudo-address of that path.  Never raises.
+        """
+        try:
+            if data and data[0] & QUIC_FIXED_BIT and not data[0] & QUIC_LONG_HEADER:
+                sink = self._sinks.get(data[1:1 + self.cid_length])
+                if sink is not None:
+                    self.stats.quic += 1
+                    sink.datagram_received(data, addr)
+                    return
+            self._quic_unrouted(data, addr, path)
+        except Exception:
+            self.stats.handler_errors += 1
+            log.exception("handler failed for a relayed datagram from %s", addr)
+
+    def _quic_unrouted(self, data: bytes, addr: Addr, path: DatagramHandler | None = None) -> None:
         """A QUIC packet not matched by its short-header CID: long headers, new Initials."""
         try:
             header = pull_quic_header(Buffer(data=data), host_cid_length=self.cid_length)
@@ -248,12 +269,12 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             return
         if header.packet_type != QuicPacketType.VERSION_NEGOTIATION \
                 and header.version not in SUPPORTED_VERSIONS:
-            self.send_raw(encode_quic_version_negotiation(
+            (path or self.send_raw)(encode_quic_version_negotiation(
                 source_cid=header.destination_cid, destination_cid=header.source_cid,
                 supported_versions=SUPPORTED_VERSIONS), addr)
             return
         if header.packet_type == QuicPacketType.INITIAL and self.on_initial is not None:
-            sink = self.on_initial(header, addr)
+            sink = self.on_initial(header, addr, path)
             if sink is not None:
                 self.stats.quic += 1
                 sink.datagram_received(data, addr)

@@ -27,7 +27,7 @@ from aioquic.quic.packet import QuicHeader
 
 from rnn_tui.errors import LocalProtocolError, RemoteProtocolError, RequestTimeout
 from rnn_tui.identity import Identity, PeerId
-from rnn_tui.transport.connection import Addr, QuicLink
+from rnn_tui.transport.connection import Addr, PathSender, QuicLink
 from rnn_tui.transport.endpoint import UdpEndpoint
 from rnn_tui.transport.errors import ConnectionClosed
 from rnn_tui.transport.messages import (
@@ -161,8 +161,12 @@ class Transport:
     # ------------------------------------------------------------------ dialling
 
     async def dial(self, addr: Addr, expected_peer_id: PeerId | None = None,
-                   timeout: float = 10.0) -> PeerConnection:  # noqa: ASYNC109
+                   timeout: float = 10.0,  # noqa: ASYNC109
+                   path: PathSender | None = None) -> PeerConnection:
         """Connect to ``addr`` and prove the peer's id.
+
+        ``path`` replaces the UDP socket as the way out for this connection's datagrams
+        (a relay); its replies must come back through ``endpoint.inject``.
 
         Raises PeerIdMismatch when the peer's key is not ``expected_peer_id``,
         RequestTimeout when the handshake does not finish in ``timeout``, and
@@ -170,9 +174,10 @@ class Transport:
         """
         if self._client_config is None or not self.endpoint.is_open:
             raise LocalProtocolError("transport is not started")
-        target = await self._resolve(addr)
+        target = addr if path is not None else await self._resolve(addr)
         quic = MutualTlsConnection(configuration=self._client_config)
-        conn = self._make_connection(quic, target, outbound=True, expected_peer_id=expected_peer_id)
+        conn = self._make_connection(quic, target, outbound=True, expected_peer_id=expected_peer_id,
+                                     path=path)
         self.endpoint.register_cid(quic.host_cid, conn)
         self._pending.add(conn)
         conn.connect()
@@ -206,7 +211,8 @@ class Transport:
 
     # ------------------------------------------------------------------ accepting
 
-    def _accept(self, header: QuicHeader, addr: Addr) -> PeerConnection | None:
+    def _accept(self, header: QuicHeader, addr: Addr,
+                path: PathSender | None = None) -> PeerConnection | None:
         if self._server_config is None:
             return None
         if len(self._pending) >= self.settings.max_pending_handshakes or \
@@ -215,7 +221,7 @@ class Transport:
             return None
         quic = MutualTlsConnection(configuration=self._server_config,
                                    original_destination_connection_id=header.destination_cid)
-        conn = self._make_connection(quic, addr, outbound=False, expected_peer_id=None)
+        conn = self._make_connection(quic, addr, outbound=False, expected_peer_id=None, path=path)
         self.endpoint.register_cid(header.destination_cid, conn)
         self.endpoint.register_cid(quic.host_cid, conn)
         self._pending.add(conn)
@@ -238,7 +244,8 @@ class Transport:
     # ------------------------------------------------------------------ connections
 
     def _make_connection(self, quic: MutualTlsConnection, addr: Addr, *, outbound: bool,
-                         expected_peer_id: PeerId | None) -> PeerConnection:
+                         expected_peer_id: PeerId | None,
+                         path: PathSender | None = None) -> PeerConnection:
         endpoint = self.endpoint
         conn: PeerConnection
 
@@ -246,7 +253,7 @@ class Transport:
             endpoint.register_cid(cid, conn)
 
         conn = PeerConnection(
-            quic, endpoint.send_raw, remote_addr=addr, handlers=self.handlers,
+            quic, path or endpoint.send_raw, remote_addr=addr, handlers=self.handlers,
             limits=self.settings.limits, outbound=outbound, expected_peer_id=expected_peer_id,
             keepalive_interval=self.settings.keepalive_interval,
             on_cid_issued=issued, on_cid_retired=endpoint.unregister_cid,
