@@ -12,6 +12,7 @@ Needs root.  Usage: ``sudo .venv/bin/python bench/nat_lab.py [--runs 10] [--cell
 from __future__ import annotations
 
 import argparse
+import asyncio
 import platform
 import statistics
 import sys
@@ -20,8 +21,67 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from dataclasses import dataclass  # noqa: E402
+from typing import ClassVar  # noqa: E402
+
+from rnn_tui.identity import Identity  # noqa: E402
+from rnn_tui.nat.relay_driver import RelayClient, RelayService  # noqa: E402
+from rnn_tui.transport import PeerConnection, Transport, TransportSettings  # noqa: E402
+from rnn_tui.transport.messages import register_message  # noqa: E402
 from tests.netlab.lab import NatLab, NatMode, lab_unavailable_reason  # noqa: E402
 from tests.netlab.punch_run import build_pair, run_punch_cell, start_rendezvous  # noqa: E402
+
+
+@register_message
+@dataclass(frozen=True, slots=True)
+class BenchBlob:
+    """Benchmark-only payload (type range 0xF0xx: tests and experiments)."""
+
+    TYPE: ClassVar[int] = 0xF0A1
+    data: bytes
+
+    def encode(self) -> bytes:
+        return self.data
+
+    @classmethod
+    def decode(cls, body: bytes) -> BenchBlob:
+        return cls(body)
+
+
+async def relay_vs_direct(size: int, rounds: int) -> dict[str, float]:
+    """Loopback: the same request over a direct and a relayed connection (MB/s, RTT)."""
+    nodes = [Transport(Identity.generate(), settings=TransportSettings()) for _ in range(3)]
+    a, relay, b = nodes
+    for node in nodes:
+        await node.start("127.0.0.1", 0)
+    service = RelayService(relay)
+
+    async def sink(conn: PeerConnection, msg: BenchBlob) -> BenchBlob:
+        return BenchBlob(b"ok")
+    b.handlers.on_request(BenchBlob, sink)
+    try:
+        b_to_r = await b.dial(relay.endpoint.local_addr, relay.identity.peer_id)
+        await RelayClient(b).reserve(b_to_r)
+        a_to_r = await a.dial(relay.endpoint.local_addr, relay.identity.peer_id)
+        relayed = await RelayClient(a).dial_via(a_to_r, b.identity.peer_id)
+        direct = await a.dial(b.endpoint.local_addr, b.identity.peer_id)
+        out: dict[str, float] = {}
+        loop = asyncio.get_running_loop()
+        blob = BenchBlob(b"\x5a" * size)
+        for name, conn in (("direct", direct), ("relayed", relayed)):
+            rtts = [await a.ping(conn) for _ in range(20)]
+            out[f"{name}_rtt"] = statistics.median(rtts)
+            rates = []
+            for _ in range(rounds):
+                t0 = loop.time()
+                await conn.request(blob, timeout=120)
+                rates.append(size / (loop.time() - t0) / 1e6)
+            out[f"{name}_mbps"] = statistics.median(rates)
+        return out
+    finally:
+        service.close()
+        for node in nodes:
+            await node.close()
 
 # name: (mode A, mode B, same NAT, expected outcome)
 CELLS: dict[str, tuple[NatMode | None, NatMode | None, bool, str]] = {
@@ -41,7 +101,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--cells", nargs="*", default=list(CELLS), choices=list(CELLS))
+    parser.add_argument("--relay-mib", type=float, default=2.0,
+                        help="payload of the relayed-vs-direct throughput test (0: skip)")
     args = parser.parse_args()
+    if args.relay_mib > 0:
+        size = int(args.relay_mib * 1024 * 1024)
+        r = asyncio.run(relay_vs_direct(size, rounds=3))
+        print(f"loopback QUIC, {args.relay_mib:g} MiB request, median of 3: "
+              f"direct {r['direct_mbps']:.1f} MB/s, relayed {r['relayed_mbps']:.1f} MB/s "
+              f"({r['relayed_mbps'] / r['direct_mbps']:.0%} of direct); ping RTT direct "
+              f"{r['direct_rtt'] * 1000:.2f} ms, relayed {r['relayed_rtt'] * 1000:.2f} ms")
+    if not args.cells:
+        return 0
     reason = lab_unavailable_reason()
     if reason:
         print(f"skipped: {reason}")

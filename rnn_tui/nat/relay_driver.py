@@ -34,6 +34,7 @@ from rnn_tui.identity import PeerId
 from rnn_tui.nat.model import PathType
 from rnn_tui.nat.relay_core import RelayEvent, RelayLimits, RelayServer
 from rnn_tui.nat.wire import (
+    MAX_CIRCUIT_PAYLOAD,
     CircuitAccept,
     CircuitClosed,
     CircuitData,
@@ -60,6 +61,7 @@ __all__ = ["ToRelay", "FromRelay", "RelayService", "RelayClient", "RelayRefused"
 log = logging.getLogger(__name__)
 RELAY_CAPABILITY = "relay/1"
 CID_LENGTH = 8  # aioquic's default host connection id length
+VIRTUAL_DATAGRAM_SIZE = 16383  # aioquic's hard maximum (FACTS.md)
 
 
 class RelayRefused(RnnError):
@@ -104,6 +106,20 @@ def _decode(body: bytes, conn: PeerConnection) -> NatMessage | None:
     except RemoteProtocolError as exc:
         log.info("dropping a bad NAT frame from %s: %s", conn.peer_id, exc)
         return None
+
+
+def _unpack(payload: bytes) -> list[bytes]:
+    """Split a batch of u16-length-prefixed QUIC packets; [] when it is malformed."""
+    packets, i = [], 0
+    while i < len(payload):
+        if i + 2 > len(payload):
+            return []
+        n = int.from_bytes(payload[i:i + 2], "big")
+        if n == 0 or i + 2 + n > len(payload):
+            return []
+        packets.append(payload[i + 2:i + 2 + n])
+        i += 2 + n
+    return packets
 
 
 class RelayService:
@@ -187,8 +203,12 @@ class RelayClient:
         self.handshake_timeout = handshake_timeout
         self._loop = asyncio.get_running_loop()
         ident = transport.identity
-        self._client_config = make_configuration(ident, is_client=True)
-        self._server_config = make_configuration(ident, is_client=False)
+        # A circuit is a reliable byte path with no MTU: let the inner QUIC connection use
+        # aioquic's largest packets, 13x fewer relay messages than 1200-byte packets.
+        self._client_config = make_configuration(ident, is_client=True,
+                                                 max_datagram_size=VIRTUAL_DATAGRAM_SIZE)
+        self._server_config = make_configuration(ident, is_client=False,
+                                                 max_datagram_size=VIRTUAL_DATAGRAM_SIZE)
         self._reserve_waiters: dict[PeerId, asyncio.Future[ReserveAccepted]] = {}
         self._connect_waiters: dict[tuple[PeerId, PeerId], asyncio.Future[int]] = {}
         self._circuits: dict[tuple[PeerId, int], _Circuit] = {}
@@ -270,9 +290,27 @@ class RelayClient:
         relay_id = self._peer(relay)
         pseudo = (f"relay.{relay_id.short}", 1 + cid % 65535)
 
+        pending: list[bytes] = []
+
+        def flush() -> None:
+            # One CircuitData per burst: aioquic emits several packets per transmit, and
+            # each relay message costs a stream on the outer connection.
+            batch: list[bytes] = []
+            size = 0
+            while pending:
+                if size + 2 + len(pending[0]) > MAX_CIRCUIT_PAYLOAD and batch:
+                    self._send_batch(relay, cid, batch)
+                    batch, size = [], 0
+                packet = pending.pop(0)
+                batch.append(packet)
+                size += 2 + len(packet)
+            if batch:
+                self._send_batch(relay, cid, batch)
+
         def path(data: bytes, addr: tuple[str, int]) -> None:
-            if relay.is_open:
-                relay.send(ToRelay(encode_message(CircuitData(cid, data))))
+            if not pending:
+                self._loop.call_soon(flush)
+            pending.append(data)
 
         def terminated(link: object) -> None:
             self._circuits.pop((relay_id, cid), None)
@@ -284,6 +322,12 @@ class RelayClient:
                               on_terminated=terminated)
         circuit.conn = conn
         return conn
+
+    @staticmethod
+    def _send_batch(relay: PeerConnection, cid: int, packets: list[bytes]) -> None:
+        if relay.is_open:
+            payload = b"".join(len(p).to_bytes(2, "big") + p for p in packets)
+            relay.send(ToRelay(encode_message(CircuitData(cid, payload))))
 
     def _drop(self, circuit: _Circuit, reason: str) -> None:
         relay_id = self._peer(circuit.relay)
@@ -340,9 +384,12 @@ class RelayClient:
         circuit = self._circuits.get((relay_id, msg.circuit_id))
         if circuit is None:
             return
+        packets = _unpack(msg.payload)
+        if not packets:
+            return  # malformed batch (a tampering relay): dropped whole, never half-used
         if circuit.conn is None:  # first packet of an inbound circuit: the client's Initial
             try:
-                header = pull_quic_header(Buffer(data=msg.payload), host_cid_length=CID_LENGTH)
+                header = pull_quic_header(Buffer(data=packets[0]), host_cid_length=CID_LENGTH)
             except ValueError:
                 return
             if header.packet_type != QuicPacketType.INITIAL:
@@ -359,7 +406,8 @@ class RelayClient:
 
             conn.verified.add_done_callback(verified)
         assert circuit.conn is not None
-        circuit.conn.datagram_received(msg.payload, circuit.conn.remote_addr)
+        for packet in packets:
+            circuit.conn.datagram_received(packet, circuit.conn.remote_addr)
 
     def _expire(self, circuit: _Circuit) -> None:
         if circuit.conn is not None and not circuit.conn.verified.done():
