@@ -26,13 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from aioquic.buffer import Buffer  # type: ignore[attr-defined]
-from aioquic.quic.packet import QuicPacketType, pull_quic_header
-
 from rnn_tui.errors import RemoteProtocolError, RequestTimeout, RnnError
 from rnn_tui.identity import PeerId
 from rnn_tui.nat.model import PathType
 from rnn_tui.nat.relay_core import RelayEvent, RelayLimits, RelayServer
+from rnn_tui.nat.virtual_conn import VirtualConnector, initial_dcid
 from rnn_tui.nat.wire import (
     MAX_CIRCUIT_PAYLOAD,
     CircuitAccept,
@@ -53,14 +51,12 @@ from rnn_tui.nat.wire import (
 )
 from rnn_tui.transport import PeerConnection, PeerDisconnected, Transport, TransportEvent
 from rnn_tui.transport.messages import register_message
-from rnn_tui.transport.tls import MutualTlsConnection, make_configuration
 
 __all__ = ["ToRelay", "FromRelay", "RelayService", "RelayClient", "RelayRefused",
            "RELAY_CAPABILITY"]
 
 log = logging.getLogger(__name__)
 RELAY_CAPABILITY = "relay/1"
-CID_LENGTH = 8  # aioquic's default host connection id length
 VIRTUAL_DATAGRAM_SIZE = 16383  # aioquic's hard maximum (FACTS.md)
 
 
@@ -202,13 +198,9 @@ class RelayClient:
         self.on_connection = on_connection  # (relayed connection, relay id), once verified
         self.handshake_timeout = handshake_timeout
         self._loop = asyncio.get_running_loop()
-        ident = transport.identity
         # A circuit is a reliable byte path with no MTU: let the inner QUIC connection use
         # aioquic's largest packets, 13x fewer relay messages than 1200-byte packets.
-        self._client_config = make_configuration(ident, is_client=True,
-                                                 max_datagram_size=VIRTUAL_DATAGRAM_SIZE)
-        self._server_config = make_configuration(ident, is_client=False,
-                                                 max_datagram_size=VIRTUAL_DATAGRAM_SIZE)
+        self._connector = VirtualConnector(transport, max_datagram_size=VIRTUAL_DATAGRAM_SIZE)
         self._reserve_waiters: dict[PeerId, asyncio.Future[ReserveAccepted]] = {}
         self._connect_waiters: dict[tuple[PeerId, PeerId], asyncio.Future[int]] = {}
         self._circuits: dict[tuple[PeerId, int], _Circuit] = {}
@@ -254,8 +246,7 @@ class RelayClient:
             self._connect_waiters.pop(key, None)
         circuit = _Circuit(relay, cid, target)
         self._circuits[(relay_id, cid)] = circuit
-        quic = MutualTlsConnection(configuration=self._client_config)
-        conn = self._make_conn(circuit, quic, outbound=True)
+        conn = self._make_conn(circuit, None)
         conn.connect()
         try:
             async with asyncio.timeout(timeout):
@@ -284,8 +275,8 @@ class RelayClient:
             raise RelayRefused("the relay connection is not verified")
         return conn.peer_id
 
-    def _make_conn(self, circuit: _Circuit, quic: MutualTlsConnection, *,
-                   outbound: bool) -> PeerConnection:
+    def _make_conn(self, circuit: _Circuit, dcid: bytes | None) -> PeerConnection:
+        """Outbound when ``dcid`` is None, else inbound for that client Initial."""
         relay, cid = circuit.relay, circuit.circuit_id
         relay_id = self._peer(relay)
         pseudo = (f"relay.{relay_id.short}", 1 + cid % 65535)
@@ -315,11 +306,10 @@ class RelayClient:
         def terminated(link: object) -> None:
             self._circuits.pop((relay_id, cid), None)
 
-        conn = PeerConnection(quic, path, remote_addr=pseudo, handlers=self.transport.handlers,
-                              limits=self.transport.settings.limits, outbound=outbound,
-                              expected_peer_id=circuit.peer,
-                              keepalive_interval=self.transport.settings.keepalive_interval,
-                              on_terminated=terminated)
+        if dcid is None:
+            conn = self._connector.client(path, pseudo, circuit.peer, terminated)
+        else:
+            conn = self._connector.server(path, pseudo, circuit.peer, dcid, terminated)
         circuit.conn = conn
         return conn
 
@@ -388,15 +378,10 @@ class RelayClient:
         if not packets:
             return  # malformed batch (a tampering relay): dropped whole, never half-used
         if circuit.conn is None:  # first packet of an inbound circuit: the client's Initial
-            try:
-                header = pull_quic_header(Buffer(data=packets[0]), host_cid_length=CID_LENGTH)
-            except ValueError:
+            dcid = initial_dcid(packets[0])
+            if dcid is None:
                 return
-            if header.packet_type != QuicPacketType.INITIAL:
-                return
-            quic = MutualTlsConnection(configuration=self._server_config,
-                                       original_destination_connection_id=header.destination_cid)
-            conn = self._make_conn(circuit, quic, outbound=False)
+            conn = self._make_conn(circuit, dcid)
             deadline = self._loop.call_later(self.handshake_timeout, self._expire, circuit)
 
             def verified(fut: asyncio.Future[PeerId]) -> None:
