@@ -159,10 +159,13 @@ class GossipDriver:
 
     async def _sender(self, peer: PeerId) -> None:
         queue = self._queues[peer]
-        while True:
+        while not self._closed:
             data = await queue.get()
             try:
-                await asyncio.wait_for(self._send(peer, data), self._send_timeout)
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a
+                # cancellation that races with completion, leaving this task immortal.
+                async with asyncio.timeout(self._send_timeout):
+                    await self._send(peer, data)
                 self._count("frames_sent")
             except TimeoutError:
                 self._count("send_timeouts")
