@@ -364,7 +364,7 @@ class DockerRuntime:
         ws = self.workspace(request.job_id, service)
         cancel_event = asyncio.Event()
         self._cancels[request.job_id] = (cancel_event, [])
-        container: Any = None
+        container: str | None = None
         started = time.monotonic()
         try:
             container = await asyncio.to_thread(self._create, request, limits, ws)
@@ -374,28 +374,38 @@ class DockerRuntime:
             if container is not None:
                 await asyncio.shield(asyncio.to_thread(self._remove, container))
 
-    def _create(self, request: JobRequest, limits: JobLimits, ws: Workspace) -> Any:
-        volumes = {}
+    def _create(self, request: JobRequest, limits: JobLimits, ws: Workspace) -> str:
+        """Create the container (not started); returns its id.
+
+        The low-level API is used on purpose: the high-level ``containers.create`` adds an
+        inspect round trip per job, and this path is the per-job overhead.
+        """
+        binds = {}
         for cpath, host, direction in ws.items():
             if request.mounts is not None and cpath not in request.mounts:
                 continue
             mode = "ro" if direction is MountDirection.INPUT else "rw"
-            volumes[str(host)] = {"bind": cpath, "mode": mode}
+            binds[str(host)] = {"bind": cpath, "mode": mode}
         log_config = LogConfig(type="json-file" if request.engine_logs else "none",
                                config={"max-size": "64m"} if request.engine_logs else {})
         image = request.service.image_digest
+        api = self.client.api
         try:
-            return self.client.containers.create(
-                image=image, command=list(request.command) if request.command else None,
-                stdin_open=True, tty=False, environment=dict(request.env),
-                network_mode=limits.network or "none",
+            host_config = api.create_host_config(
+                binds=binds, network_mode=limits.network or "none",
                 mem_limit=limits.memory_bytes, memswap_limit=limits.memory_bytes,
                 nano_cpus=limits.cpu_millis * 1_000_000, pids_limit=limits.pids,
                 security_opt=["no-new-privileges"], cap_drop=["ALL"], privileged=False,
-                user=f"{os.getuid()}:{os.getgid()}", volumes=volumes, log_config=log_config,
+                log_config=log_config)
+            created = api.create_container(
+                image=image, command=list(request.command) if request.command else None,
+                stdin_open=True, tty=False, environment=dict(request.env),
+                user=f"{os.getuid()}:{os.getgid()}", volumes=[b["bind"] for b in binds.values()],
                 labels={NODE_LABEL: str(self.node_id), JOB_LABEL: request.job_id,
                         "io.remote-network.service": request.service.id},
-                name=f"rnn-{self.node_id.short}-{request.job_id}"[:128])
+                name=f"rnn-{self.node_id.short}-{request.job_id}"[:128],
+                host_config=host_config)
+            return str(created["Id"])
         except docker.errors.ImageNotFound:
             raise ServiceError(f"service {request.service.name!r}: image {image} is not present "
                                f"on this executor") from None
@@ -403,19 +413,19 @@ class DockerRuntime:
             raise ServiceError(f"job {request.job_id}: cannot create its container "
                                f"({exc.explanation})") from None
 
-    async def _drive(self, request: JobRequest, limits: JobLimits, ws: Workspace, container: Any,
+    async def _drive(self, request: JobRequest, limits: JobLimits, ws: Workspace, container: str,
                      cancel_event: asyncio.Event, started: float) -> JobResult:
         loop = asyncio.get_running_loop()
         raw = await asyncio.to_thread(
-            self.client.api.attach_socket, container.id,
+            self.client.api.attach_socket, container,
             {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
         sock: socket.socket = getattr(raw, "_sock", raw)
         pump = _StreamPump(sock, ws, self.policy.max_output_bytes, request.on_output, loop)
         try:
             reader = _in_thread(pump.run, f"job-{request.job_id}-out")
-            await asyncio.to_thread(container.start)
+            await asyncio.to_thread(self.client.api.start, container)
             feeder = _in_thread(lambda: _feed_stdin(sock, request.stdin), f"job-{request.job_id}-in")
-            waiter = _in_thread(lambda: self.client.api.wait(container.id, timeout=None),
+            waiter = _in_thread(lambda: self.client.api.wait(container, timeout=None),
                                 f"job-{request.job_id}-wait")
             cancelled = asyncio.ensure_future(cancel_event.wait())
             try:
@@ -479,33 +489,34 @@ class DockerRuntime:
         return "; ".join(entry[1]) if entry and entry[1] else "cancelled"
 
     # blocking helpers (threads) ------------------------------------------------
-    def _kill(self, container: Any) -> None:
+    def _kill(self, container: str) -> None:
         with contextlib.suppress(docker.errors.NotFound, docker.errors.APIError):
-            container.kill()
+            self.client.api.kill(container)
 
-    def _inspect(self, container: Any) -> dict[str, Any]:
+    def _inspect(self, container: str) -> dict[str, Any]:
         try:
-            return dict(self.client.api.inspect_container(container.id))
+            return dict(self.client.api.inspect_container(container))
         except docker.errors.APIError:
             return {}
 
-    def _save_logs(self, container: Any, path: Path) -> None:
+    def _save_logs(self, container: str, path: Path) -> None:
         with open(path, "wb") as handle:
             try:
-                for chunk in container.logs(stdout=True, stderr=True, timestamps=True, stream=True):
+                for chunk in self.client.api.logs(container, stdout=True, stderr=True,
+                                                  timestamps=True, stream=True):
                     handle.write(chunk)
             except docker.errors.APIError as exc:
                 handle.write(f"(engine logs unavailable: {exc.explanation})\n".encode())
 
-    def _remove(self, container: Any) -> None:
+    def _remove(self, container: str) -> None:
         for _attempt in range(3):
             try:
-                container.remove(force=True)
+                self.client.api.remove_container(container, force=True)
                 return
             except docker.errors.NotFound:
                 return
             except docker.errors.APIError as exc:
-                log.warning("removing container %s failed (%s); retrying", container.id[:12],
+                log.warning("removing container %s failed (%s); retrying", container[:12],
                             exc.explanation)
                 time.sleep(0.2)
-        log.error("container %s could not be removed; reap_leftovers will retry", container.id[:12])
+        log.error("container %s could not be removed; reap_leftovers will retry", container[:12])
