@@ -1,8 +1,8 @@
 """Gossip wire format: one bencoded frame per transport message, strictly parsed.
 
 Why one module: the encoding is the only place that knows bytes.  The core deals in
-``Frame`` and ``SignedMessage`` values, so switching to the DHT's shared codec later
-(``rnn_tui.dht.codec``) touches ``_bencode``/``_bdecode`` below and nothing else.
+``Frame`` and ``SignedMessage`` values; bencode itself is the DHT's strict codec
+(``rnn_tui.dht.codec``), wrapped by ``_bencode``/``_bdecode`` below and used nowhere else.
 
 A frame is a dict whose keys are all optional (a frame may carry several kinds at once,
 so the core can coalesce everything it owes one peer into a single transport message)::
@@ -33,8 +33,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import bencodepy
-
+from rnn_tui.dht import codec
 from rnn_tui.errors import RemoteProtocolError
 
 __all__ = [
@@ -151,53 +150,16 @@ def encode_frame(frame: Frame) -> bytes:
 
 
 def _bencode(obj: Any) -> bytes:
-    parts: list[bytes] = []
-    _encode_into(obj, parts)
-    return b"".join(parts)
-
-
-def _encode_into(obj: Any, out: list[bytes]) -> None:
-    # Why our own encoder: bencodepy 0.9.5 does not sort dict keys and encodes True as
-    # an integer (FACTS.md); signatures need one canonical form.
-    if isinstance(obj, bytes):
-        out.append(b"%d:" % len(obj))
-        out.append(obj)
-    elif isinstance(obj, bool):
-        raise TypeError("bencode has no booleans; use 0/1")
-    elif isinstance(obj, int):
-        out.append(b"i%de" % obj)
-    elif isinstance(obj, list | tuple):
-        out.append(b"l")
-        for item in obj:
-            _encode_into(item, out)
-        out.append(b"e")
-    elif isinstance(obj, dict):
-        out.append(b"d")
-        for key in sorted(obj):
-            if not isinstance(key, bytes):
-                raise TypeError(f"bencode dict keys are bytes, got {type(key).__name__}")
-            out.append(b"%d:" % len(key))
-            out.append(key)
-            _encode_into(obj[key], out)
-        out.append(b"e")
-    else:
-        raise TypeError(f"cannot bencode {type(obj).__name__}")
+    return codec.encode(obj)
 
 
 def _bdecode(data: bytes) -> Any:
+    # The DHT's codec is strict and canonical by construction (sorted unique keys, no
+    # ``i03e``, no trailing bytes), so a frame has exactly one encoding.
     try:
-        value = bencodepy.decode(data)
-    except Exception as exc:  # bencodepy raises assorted types on bad input
-        raise MalformedFrame(f"gossip frame: not bencode ({exc.__class__.__name__})") from None
-    if isinstance(value, tuple):  # bencodepy's shape for a top-level scalar
-        raise MalformedFrame("gossip frame: top level is not a dict")
-    try:
-        canonical = _bencode(value) == data
-    except TypeError:
-        canonical = False
-    if not canonical:
-        raise MalformedFrame("gossip frame: not canonical bencode (key order, integers or trailing bytes)")
-    return value
+        return codec.decode(data, max_size=len(data) or 1, max_depth=8)
+    except codec.BencodeError as exc:
+        raise MalformedFrame(f"gossip frame: not canonical bencode: {exc}") from None
 
 
 # --------------------------------------------------------------------------- decoding

@@ -66,12 +66,12 @@ def _raw_message(**override: object) -> bytes:
 @pytest.mark.parametrize(
     ("data", "needle"),
     [
-        (b"not bencode", "not bencode"),
-        (b"i3e", "not a dict"),
+        (b"not bencode", "not canonical bencode"),
+        (b"i3e", "top level is not a dict"),
         (b"d1:vi2ee", "version"),
         (b"d1:vi1e1:xi0ee", "unknown keys"),
         (b"d1:vi01ee", "canonical"),
-        (b"d1:vi1ee" + b"junk", "bencode"),
+        (b"d1:vi1ee" + b"junk", "trailing bytes"),
         (b"d5:graft1:x1:vi1ee", "graft is not a list"),
         (b"d5:iwantl3:abce1:vi1ee", "message id"),
         (b"d3:subll1:ti2eee1:vi1ee", "sub[0] flag"),
