@@ -11,20 +11,61 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import ipaddress
 import logging
+import socket
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from rnn_tui import __version__
 from rnn_tui.config import Config
 from rnn_tui.control.server import ControlServer
+from rnn_tui.discovery.metadata import PeerMetadata
 from rnn_tui.errors import RnnError, StoreError
-from rnn_tui.identity import Identity, Keystore, resolve_passphrase
+from rnn_tui.identity import Identity, Keystore, PeerId, resolve_passphrase
 from rnn_tui.store import Store
 from rnn_tui.util.eventbus import EventBus
 from rnn_tui.util.tasks import TaskManager
 
+if TYPE_CHECKING:
+    from rnn_tui.dht.driver import DhtNode
+    from rnn_tui.discovery.peer_manager import PeerManager
+    from rnn_tui.transport.manager import Transport
+
 log = logging.getLogger(__name__)
+
+
+class _Closer:
+    """Adapts a synchronous ``close()`` to the components' ``async close()``."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._fn = fn
+
+    async def close(self) -> None:
+        self._fn()
+
+
+def local_addresses() -> list[str]:
+    """Non-loopback IPv4 addresses of this host, best effort, without sending anything."""
+    out: list[str] = []
+    try:
+        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
+            ip = str(info[4][0])
+            if not ip.startswith("127.") and ip not in out:
+                out.append(ip)
+    except OSError:
+        pass
+    return out
+
+
+def _is_private(hostport: str) -> bool:
+    host = hostport.rsplit(":", 1)[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_private
+    except ValueError:
+        return False
 
 
 class Node:
@@ -39,6 +80,15 @@ class Node:
         self._stopped = asyncio.Event()
         self._started = False
         self._components: list[Any] = []  # things with an async close(), stopped in reverse
+        self.transport: Transport | None = None
+        self.dht: DhtNode | None = None
+        self.peers: PeerManager | None = None
+        self.bound_addr: tuple[str, int] | None = None
+        self.external_addrs: set[str] = set()
+        self.reachability = "unknown"
+        self.nat_type = "unknown"
+        self.relay_addrs: list[str] = []
+        self.service_names: list[str] = []
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -77,8 +127,86 @@ class Node:
         return identity
 
     async def _start_network(self) -> None:
-        """Bind the one UDP socket and start the DHT and transport on it."""
-        # Wired in as the transport and DHT land (see docs/ARCHITECTURE.md).
+        """Bind the one UDP socket; DHT and QUIC share it (hole punching needs the same port)."""
+        from rnn_tui.dht.core import DhtConfig
+        from rnn_tui.dht.driver import DhtNode
+        from rnn_tui.discovery.peer_manager import PeerManager
+        from rnn_tui.transport.manager import Transport
+
+        assert self.identity is not None and self.store is not None
+        host, port = self.config.listen_host, self.config.port
+        self.transport = Transport(self.identity, capabilities=("dht", "relay-client"))
+        dual = bool(self.config["node.ipv6"]) and host in ("0.0.0.0", "::", "")
+        try:
+            bound = await self.transport.start(host, port, dual_stack=dual)
+        except OSError as exc:
+            reason = "already in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
+            raise RnnError(f"cannot listen on UDP {host}:{port}: {reason}"
+                           + (" (another rnn node? choose --port)" if exc.errno == errno.EADDRINUSE else "")) from None
+        self._components.append(self.transport)
+        self.bound_addr = bound
+        self.transport.listen_addrs = self._listen_addrs(bound)
+        self.dht = DhtNode(self.transport.endpoint.send_raw,
+                           config=DhtConfig(read_only=bool(self.config["dht.read_only"])),
+                           on_external_address=self._on_dht_external_address)
+        self.transport.endpoint.dht_handler = self.dht.datagram_received
+        self._components.append(_Closer(self.dht.close))
+        saved = [(n.node_id, n.host, n.port) for n in await self.store.call(self.store.load_dht_nodes)]
+        self.peers = PeerManager(self.identity, self.transport, self.dht, self.store, self.events,
+                                 topic=self.config["dht.topic"], metadata_source=self.metadata)
+        self._components.append(self.peers)
+        self.tasks.spawn("dht-start", self._dht_start(saved))
+        self.tasks.every("dht-save", 300.0, self._save_routing_table)
+        log.info("listening on UDP %s:%d (DHT + QUIC)", bound[0], bound[1])
+
+    def _listen_addrs(self, bound: tuple[str, int]) -> list[tuple[str, int]]:
+        host, port = bound
+        if host not in ("0.0.0.0", "::", ""):
+            return [(host, port)]
+        return [(ip, port) for ip in local_addresses()] or [("127.0.0.1", port)]
+
+    async def _dht_start(self, saved: list[tuple[bytes, str, int]]) -> None:
+        assert self.dht is not None and self.peers is not None
+        bootstrap = self.config.bootstrap
+        try:
+            size = await self.dht.start(saved_nodes=saved, bootstrap=bootstrap, timeout=20.0)
+            log.info("DHT ready: %d nodes in the routing table", size)
+        except RnnError as exc:
+            log.warning("DHT bootstrap failed: %s", exc)
+        await self.peers.start()
+
+    async def _save_routing_table(self) -> None:
+        if self.dht is None or self.store is None:
+            return
+        from rnn_tui.store import DhtNodeRecord
+
+        now = time.time()
+        nodes = [DhtNodeRecord(nid, h, p, now) for nid, h, p in self.dht.routing_nodes()]
+        if nodes:
+            await self.store.call(self.store.save_dht_nodes, nodes)
+
+    def _on_dht_external_address(self, host: str, port: int) -> None:
+        log.info("DHT peers agree our external address is %s:%d", host, port)
+        self.external_addrs.add(f"{host}:{port}")
+        if self.peers is not None:
+            self.peers.metadata_changed()
+
+    def metadata(self) -> PeerMetadata:
+        """Our BEP 44 record, from what we know right now."""
+        from rnn_tui.transport.messages import format_addr
+
+        listen = tuple(format_addr(a) for a in (self.transport.listen_addrs if self.transport else []))
+        return PeerMetadata(
+            timestamp=int(time.time()),
+            listen=tuple(a for a in listen if not a.startswith("127.")) or listen,
+            observed=tuple(sorted(self.external_addrs))[:2],
+            lan=tuple(a for a in listen if _is_private(a))[:2],
+            reachability=self.reachability,
+            nat_type=self.nat_type,
+            relays=tuple(self.relay_addrs),
+            service_count=len(self.service_names),
+            service_names=tuple(self.service_names[:8]),
+        )
 
     async def stop(self) -> None:
         if self._stopped.is_set():
@@ -86,6 +214,8 @@ class Node:
         log.info("node stopping")
         await self.control.close()
         await self.tasks.shutdown()
+        with contextlib.suppress(Exception):
+            await self._save_routing_table()
         for component in reversed(self._components):
             with contextlib.suppress(Exception):
                 await component.close()
@@ -104,6 +234,45 @@ class Node:
     def _register_control(self) -> None:
         self.control.register("status", self._ctl_status)
         self.control.register("stop", self._ctl_stop)
+        self.control.register("peers", self._ctl_peers)
+        self.control.register("peer", self._ctl_peer)
+        self.control.register("connect", self._ctl_connect)
+        self.control.register("ping", self._ctl_ping)
+        self.control.register("dht.stats", self._ctl_dht_stats)
+
+    def _require_peers(self) -> PeerManager:
+        if self.peers is None:
+            raise RnnError("the node's network is not started")
+        return self.peers
+
+    async def _ctl_peers(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._require_peers().list_peers(connected_only=bool(params.get("connected")))
+
+    async def _ctl_peer(self, params: dict[str, Any]) -> dict[str, Any]:
+        pid = _parse_peer_id(params.get("peer_id"))
+        state = self._require_peers().get(pid)
+        if state is None:
+            raise RnnError(f"unknown peer {params.get('peer_id')!r}")
+        return state.to_dict()
+
+    async def _ctl_connect(self, params: dict[str, Any]) -> dict[str, Any]:
+        target = str(params.get("target", ""))
+        state = await self._require_peers().connect(target)
+        info = state.to_dict()
+        info["address"] = info["addresses"][0] if info["addresses"] else ""
+        return info
+
+    async def _ctl_ping(self, params: dict[str, Any]) -> dict[str, Any]:
+        pid = _parse_peer_id(params.get("peer_id"))
+        peers = self._require_peers()
+        rtt = await peers.ping(pid)
+        state = peers.get(pid)
+        return {"peer_id": str(pid), "rtt_ms": rtt, "path": state.path if state else ""}
+
+    async def _ctl_dht_stats(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.dht is None:
+            raise RnnError("the DHT is not started")
+        return self.dht.stats()
 
     async def _ctl_status(self, params: dict[str, Any]) -> dict[str, Any]:
         return self.status_dict()
@@ -114,7 +283,19 @@ class Node:
 
     def status_dict(self) -> dict[str, Any]:
         assert self.identity is not None
+        from rnn_tui.transport.messages import format_addr
+
         return {
+            "listen": format_addr(self.bound_addr) if self.bound_addr else "",
+            "listen_addrs": [format_addr(a) for a in self.transport.listen_addrs] if self.transport else [],
+            "external_addrs": sorted(self.external_addrs),
+            "reachability": self.reachability,
+            "nat_type": self.nat_type,
+            "relays": list(self.relay_addrs),
+            "peers_known": len(self.peers.peers) if self.peers else 0,
+            "peers_connected": self.peers.connected_count() if self.peers else 0,
+            "metadata_seq": self.peers.published_seq if self.peers else None,
+            "dht_nodes": len(self.dht.routing_nodes()) if self.dht else 0,
             "peer_id": str(self.identity.peer_id),
             "short_id": self.identity.peer_id.short,
             "version": __version__,
@@ -123,6 +304,13 @@ class Node:
             "data_dir": str(self.config.data_dir),
             "tasks": self.tasks.names(),
         }
+
+
+def _parse_peer_id(value: Any) -> PeerId:
+    try:
+        return PeerId.parse(str(value))
+    except ValueError as exc:
+        raise RnnError(str(exc)) from None
 
 
 async def run_headless(node: Node) -> int:

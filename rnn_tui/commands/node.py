@@ -23,6 +23,7 @@ def register(sub: Any) -> None:
 
     stop = sub.add_parser("stop", help="ask the running node to shut down")
     stop.set_defaults(func=lambda a: (control_call(a, "stop"), 0)[1])
+    register_peer_commands(sub)
 
 
 def cmd_start(args: argparse.Namespace) -> int:
@@ -56,4 +57,91 @@ def cmd_status(args: argparse.Namespace) -> int:
         if isinstance(value, list):
             value = ", ".join(str(v) for v in value) or "—"
         print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def register_peer_commands(sub: Any) -> None:
+    peers = sub.add_parser("peers", help="known peers: id, addresses, path, RTT, last seen")
+    peers.add_argument("--json", action="store_true")
+    peers.add_argument("--connected", action="store_true", help="only peers with a live connection")
+    peers.set_defaults(func=cmd_peers)
+
+    peer = sub.add_parser("peer", help="one peer in full: addresses, metadata, connection")
+    peer.add_argument("peer_id", metavar="PEER_ID")
+    peer.add_argument("--json", action="store_true")
+    peer.set_defaults(func=cmd_peer)
+
+    connect = sub.add_parser("connect", help="connect to HOST:PORT or to a PEER_ID found in the DHT")
+    connect.add_argument("target", metavar="HOST:PORT|PEER_ID")
+    connect.add_argument("--json", action="store_true")
+    connect.set_defaults(func=cmd_connect)
+
+    ping = sub.add_parser("ping", help="round-trip time to a connected peer")
+    ping.add_argument("peer_id", metavar="PEER_ID")
+    ping.add_argument("--count", type=int, default=1)
+    ping.add_argument("--json", action="store_true")
+    ping.set_defaults(func=cmd_ping)
+
+
+def _ago(ts: float | None) -> str:
+    import time
+
+    if not ts:
+        return "—"
+    delta = max(0.0, time.time() - ts)
+    if delta < 90:
+        return f"{delta:.0f}s ago"
+    if delta < 5400:
+        return f"{delta / 60:.0f}m ago"
+    return f"{delta / 3600:.1f}h ago"
+
+
+def cmd_peers(args: argparse.Namespace) -> int:
+    from rnn_tui.commands.common import print_table
+
+    peers = control_call(args, "peers", {"connected": args.connected})
+    if args.json:
+        print_json(peers)
+        return 0
+    rows = [[p["short_id"], p.get("path") or "—", ", ".join(p.get("addresses", [])[:2]) or "—",
+             f"{p['rtt_ms']:.1f}" if p.get("rtt_ms") is not None else "—",
+             p.get("nat_type") or "unknown", str(p.get("service_count", 0)), _ago(p.get("last_seen"))]
+            for p in peers]
+    print_table(["PEER", "PATH", "ADDRESSES", "RTT_MS", "NAT", "SERVICES", "LAST SEEN"], rows)
+    return 0
+
+
+def cmd_peer(args: argparse.Namespace) -> int:
+    info = control_call(args, "peer", {"peer_id": args.peer_id})
+    if args.json:
+        print_json(info)
+        return 0
+    for key, value in info.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for k, v in value.items():
+                print(f"  {k}: {v}")
+        else:
+            print(f"{key}: {value}")
+    return 0
+
+
+def cmd_connect(args: argparse.Namespace) -> int:
+    info = control_call(args, "connect", {"target": args.target}, timeout=60)
+    if args.json:
+        print_json(info)
+    else:
+        print(f"connected to {info['peer_id']} at {info.get('address', '?')} ({info.get('path', 'direct')})")
+    return 0
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    results = []
+    for _ in range(max(1, args.count)):
+        results.append(control_call(args, "ping", {"peer_id": args.peer_id}, timeout=30))
+    if args.json:
+        print_json(results if args.count > 1 else results[0])
+    else:
+        for r in results:
+            print(f"{r['peer_id'][:10]}: rtt {r['rtt_ms']:.2f} ms ({r.get('path', 'direct')})")
     return 0

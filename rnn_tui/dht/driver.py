@@ -233,6 +233,12 @@ class DhtNode:
     def routing_nodes(self) -> list[tuple[bytes, str, int]]:
         return self.core.routing_nodes()
 
+    def local_peers(self, infohash: bytes) -> list[Addr]:
+        """Peers that announced ``infohash`` to this node (a lookup never queries itself)."""
+        from rnn_tui.dht.messages import unpack_addr
+
+        return [unpack_addr(p) for p in self.core.peer_store.get(infohash, self._loop.time())]
+
     def stats(self) -> dict[str, Any]:
         core = self.core
         s = core.stats

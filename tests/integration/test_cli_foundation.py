@@ -146,6 +146,11 @@ def test_headless_start_status_and_clean_sigterm(isolated_dirs: Path, tmp_path: 
         assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
         status = wait_for(lambda: _status(isolated_dirs, d))
         assert len(status["peer_id"]) == 52
+        # nothing listens on TCP: the control API is the Unix socket only
+        ss = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout
+        assert f"pid={proc.pid}," not in ss
+        udp = subprocess.run(["ss", "-lunpH"], capture_output=True, text=True, check=True).stdout
+        assert f"pid={proc.pid}," in udp and f":{port}" in udp
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     finally:
@@ -164,6 +169,19 @@ def test_headless_start_status_and_clean_sigterm(isolated_dirs: Path, tmp_path: 
 def _status(home: Path, d: Path) -> dict | None:  # type: ignore[type-arg]
     res = rnn(home, "status", "--json", "--data-dir", str(d))
     return json.loads(res.stdout) if res.returncode == 0 else None
+
+
+def test_port_already_in_use_is_one_clear_line(isolated_dirs: Path, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        res = rnn(isolated_dirs, "start", "--headless", "--data-dir", str(tmp_path / "d"), "--port",
+                  str(port), "--listen-host", "127.0.0.1", "--bootstrap", "")
+    assert res.returncode == 1
+    assert f"cannot listen on UDP 127.0.0.1:{port}: already in use" in res.stderr
+    assert "Traceback" not in res.stderr and res.stderr.strip().count("\n") == 0
 
 
 def test_second_node_on_same_data_dir_is_refused(isolated_dirs: Path, tmp_path: Path) -> None:
