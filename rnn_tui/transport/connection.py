@@ -103,7 +103,10 @@ class QuicLink:
         self._process_events()
         if self.peer_id is None:
             self._check_confirmed()
-        self.transmit()
+        # Deferred to the end of this loop iteration: handlers woken by this datagram
+        # reply first, so the ACK and the reply leave in one packet, and a burst of
+        # datagrams read in one iteration costs one transmit.
+        self.transmit_soon()
         self._after_receive()
 
     def transmit(self) -> None:

@@ -94,7 +94,7 @@ def test_ipv4_mapped_addresses_are_normalised() -> None:
 @given(st.binary(max_size=1500))
 def test_garbage_never_raises(data: bytes) -> None:
     ep, _ = make()
-    ep.on_initial = lambda header, addr: None
+    ep.on_initial = lambda header, addr, path: None
     ep.datagram_received(data, PEER)  # no socket: any reply is counted as a send error
     assert ep.stats.handler_errors == 0
 
@@ -103,7 +103,7 @@ def test_garbage_never_raises(data: bytes) -> None:
 @given(st.binary(min_size=1199, max_size=1400))
 def test_garbage_long_headers_never_raise(tail: bytes) -> None:
     ep, _ = make()
-    ep.on_initial = lambda header, addr: None
+    ep.on_initial = lambda header, addr, path: None
     ep.datagram_received(b"\xc0" + tail, PEER)
     ep.datagram_received(b"\xc0\x00\x00\x00\x01\x08" + tail, PEER)
     assert ep.stats.handler_errors == 0
