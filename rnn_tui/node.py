@@ -30,6 +30,8 @@ from rnn_tui.util.eventbus import EventBus
 from rnn_tui.util.tasks import TaskManager
 
 if TYPE_CHECKING:
+    from rnn_tui.components.gossip import GossipComponent
+    from rnn_tui.components.services import ServicesComponent
     from rnn_tui.dht.driver import DhtNode
     from rnn_tui.discovery.peer_manager import PeerManager
     from rnn_tui.transport.manager import Transport
@@ -83,6 +85,8 @@ class Node:
         self.transport: Transport | None = None
         self.dht: DhtNode | None = None
         self.peers: PeerManager | None = None
+        self.gossip: GossipComponent | None = None
+        self.services: ServicesComponent | None = None
         self.bound_addr: tuple[str, int] | None = None
         self.external_addrs: set[str] = set()
         self.reachability = "unknown"
@@ -128,6 +132,8 @@ class Node:
 
     async def _start_network(self) -> None:
         """Bind the one UDP socket; DHT and QUIC share it (hole punching needs the same port)."""
+        from rnn_tui.components.gossip import GossipComponent
+        from rnn_tui.components.services import ServicesComponent
         from rnn_tui.dht.core import DhtConfig
         from rnn_tui.dht.driver import DhtNode
         from rnn_tui.discovery.peer_manager import PeerManager
@@ -155,9 +161,23 @@ class Node:
         self.peers = PeerManager(self.identity, self.transport, self.dht, self.store, self.events,
                                  topic=self.config["dht.topic"], metadata_source=self.metadata)
         self._components.append(self.peers)
+        self.gossip = GossipComponent(self.identity, self.transport)
+        self._components.append(self.gossip)
+        self.services = ServicesComponent(self.config, self.identity, self.store, self.transport,
+                                          self.control, self.gossip)
+        self.services.on_change(self._services_changed)
+        self._components.append(self.services)
+        await self.gossip.start()
+        await self.services.start()
         self.tasks.spawn("dht-start", self._dht_start(saved))
         self.tasks.every("dht-save", 300.0, self._save_routing_table)
         log.info("listening on UDP %s:%d (DHT + QUIC)", bound[0], bound[1])
+
+    def _services_changed(self) -> None:
+        if self.services is not None:
+            self.service_names = list(self.services.names)
+        if self.peers is not None:
+            self.peers.metadata_changed()
 
     def _listen_addrs(self, bound: tuple[str, int]) -> list[tuple[str, int]]:
         host, port = bound
@@ -239,6 +259,7 @@ class Node:
         self.control.register("connect", self._ctl_connect)
         self.control.register("ping", self._ctl_ping)
         self.control.register("dht.stats", self._ctl_dht_stats)
+        self.control.register("gossip.stats", self._ctl_gossip_stats)
 
     def _require_peers(self) -> PeerManager:
         if self.peers is None:
@@ -268,6 +289,11 @@ class Node:
         rtt = await peers.ping(pid)
         state = peers.get(pid)
         return {"peer_id": str(pid), "rtt_ms": rtt, "path": state.path if state else ""}
+
+    async def _ctl_gossip_stats(self, params: dict[str, Any]) -> dict[str, Any]:
+        if self.gossip is None:
+            raise RnnError("gossip is not started")
+        return self.gossip.stats()
 
     async def _ctl_dht_stats(self, params: dict[str, Any]) -> dict[str, Any]:
         if self.dht is None:
