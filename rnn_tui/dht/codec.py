@@ -69,7 +69,7 @@ def _encode(obj: object, out: list[bytes], depth: int) -> None:
     elif kind is int:
         assert isinstance(obj, int)
         out.append(b"i%de" % obj)
-    elif kind is dict:
+    elif kind is dict or isinstance(obj, dict):
         assert isinstance(obj, dict)
         if depth >= MAX_DEPTH:
             raise BencodeError(f"value nested deeper than {MAX_DEPTH} levels")
@@ -143,13 +143,17 @@ def _decode(data: bytes, i: int, depth: int) -> tuple[Any, int]:
             c = data[i]
             if c == 101:  # 'e'
                 return result, i + 1
-            colon = index(b":", i)
-            digits = data[i:colon]
-            if not digits.isdigit() or (c == 48 and colon - i > 1):
-                if 48 <= c <= 57:
-                    raise _bad_length(data, i)
-                raise BencodeError(f"dict key at offset {i} is not a string")
-            i = colon + 1 + int(digits)
+            if 48 <= c <= 57 and data[i + 1] == 58:  # one-digit length: most keys
+                colon = i + 1
+                i = colon + 1 + c - 48
+            else:
+                colon = index(b":", i)
+                digits = data[i:colon]
+                if not digits.isdigit() or (c == 48 and colon - i > 1):
+                    if 48 <= c <= 57:
+                        raise _bad_length(data, i)
+                    raise BencodeError(f"dict key at offset {i} is not a string")
+                i = colon + 1 + int(digits)
             key = data[colon + 1:i]
             if len(key) != i - colon - 1:
                 raise BencodeError(f"string at offset {colon + 1} runs past the end")
@@ -159,11 +163,15 @@ def _decode(data: bytes, i: int, depth: int) -> tuple[Any, int]:
             prev = key
             c = data[i]
             if 48 <= c <= 57:
-                colon = index(b":", i)
-                digits = data[i:colon]
-                if not digits.isdigit() or (c == 48 and colon - i > 1):
-                    raise _bad_length(data, i)
-                i = colon + 1 + int(digits)
+                if data[i + 1] == 58:
+                    colon = i + 1
+                    i = colon + 1 + c - 48
+                else:
+                    colon = index(b":", i)
+                    digits = data[i:colon]
+                    if not digits.isdigit() or (c == 48 and colon - i > 1):
+                        raise _bad_length(data, i)
+                    i = colon + 1 + int(digits)
                 value = data[colon + 1:i]
                 if len(value) != i - colon - 1:
                     raise BencodeError(f"string at offset {colon + 1} runs past the end")
