@@ -40,6 +40,7 @@ class ExecutorPolicy:
     allow_network: bool = False
     network: str = "bridge"
     max_output_bytes: int = 4 * GiB
+    max_concurrent_jobs: int = 4
 
 
 @dataclass(frozen=True, slots=True)

@@ -49,7 +49,7 @@ from docker.types import LogConfig
 from rnn_tui.errors import ServiceError
 from rnn_tui.identity.keys import PeerId
 from rnn_tui.services.model import InterfaceType, MountDirection, Service
-from rnn_tui.services.policy import ExecutorPolicy, JobLimits, decide
+from rnn_tui.services.policy import ExecutorPolicy, JobLimits, JobRefused, decide
 
 __all__ = ["JobOutcome", "OutputChunk", "JobRequest", "JobResult", "Workspace", "DockerRuntime",
            "NODE_LABEL", "JOB_LABEL", "demux_frames"]
@@ -361,6 +361,9 @@ class DockerRuntime:
             raise ServiceError(f"service {service.name!r} has no STDIN interface")
         if request.job_id in self._cancels:
             raise ServiceError(f"job {request.job_id!r} is already running")
+        if len(self._cancels) >= self.policy.max_concurrent_jobs:
+            raise JobRefused(f"executor busy: {len(self._cancels)} jobs running, "
+                             f"at most {self.policy.max_concurrent_jobs}")
         ws = self.workspace(request.job_id, service)
         cancel_event = asyncio.Event()
         self._cancels[request.job_id] = (cancel_event, [])

@@ -236,3 +236,34 @@ async def test_leftovers_reaped_after_kill_9(docker_client, base_image, tmp_path
             child.wait(10)  # noqa: ASYNC101
         for container in docker_client.containers.list(all=True, filters=flt):
             container.remove(force=True)
+
+
+async def test_cancelled_task_still_removes_the_container(service_registry, docker_runtime, docker_client, base_image, node_identity) -> None:  # type: ignore[no-untyped-def]
+    service = await base_service(service_registry, base_image)
+    started = asyncio.Event()
+    task = asyncio.ensure_future(docker_runtime.run(JobRequest(
+        "task-cancel", service, node_identity.peer_id, command=("sh", "-c", "echo up; sleep 60"),
+        on_output=lambda chunk: started.set())))
+    await asyncio.wait_for(started.wait(), 30)
+    task.cancel()  # the node shutting down, say: not a job cancel
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not docker_client.containers.list(all=True, filters={"label": f"{NODE_LABEL}={node_identity.peer_id}"})
+
+
+async def test_busy_executor_refuses_beyond_its_limit(service_registry, docker_client, base_image, node_identity, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    service = await base_service(service_registry, base_image)
+    runtime = DockerRuntime(node_identity.peer_id, tmp_path / "jobs",
+                            ExecutorPolicy(max_concurrent_jobs=1), client=docker_client)
+    started = asyncio.Event()
+    first = asyncio.ensure_future(runtime.run(JobRequest(
+        "busy-1", service, node_identity.peer_id, command=("sh", "-c", "echo up; sleep 60"),
+        on_output=lambda chunk: started.set())))
+    try:
+        await asyncio.wait_for(started.wait(), 30)
+        with pytest.raises(JobRefused, match="executor busy"):
+            await runtime.run(JobRequest("busy-2", service, node_identity.peer_id, command=("true",)))
+    finally:
+        await runtime.cancel("busy-1")
+        result = await asyncio.wait_for(first, 30)
+    assert result.outcome is JobOutcome.CANCELLED
