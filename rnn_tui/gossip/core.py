@@ -207,7 +207,7 @@ class GossipCore:
         if state is None:
             return
         for topic in state.topics:
-            self._topic_peers.get(topic, set()).discard(peer)
+            self._forget_topic_peer(topic, peer)
             self._emit(PeerUnsubscribed(peer, topic))
         for peers in (*self._mesh.values(), *self._fanout.values()):
             peers.discard(peer)
@@ -331,11 +331,18 @@ class GossipCore:
             self._emit(PeerSubscribed(peer.peer, topic))
         elif topic in peer.topics:
             peer.topics.discard(topic)
-            self._topic_peers.get(topic, set()).discard(peer.peer)
+            self._forget_topic_peer(topic, peer.peer)
             for peers in (self._mesh.get(topic), self._fanout.get(topic)):
                 if peers is not None:
                     peers.discard(peer.peer)
             self._emit(PeerUnsubscribed(peer.peer, topic))
+
+    def _forget_topic_peer(self, topic: str, peer: PeerId) -> None:
+        peers = self._topic_peers.get(topic)
+        if peers is not None:
+            peers.discard(peer)
+            if not peers:   # topics are named by peers: never keep empty ones around
+                del self._topic_peers[topic]
 
     def _implied_subscription(self, peer: _PeerState, topic: str) -> None:
         """IHAVE and GRAFT for a topic prove the sender subscribes to it.

@@ -503,3 +503,12 @@ def test_decoded_outgoing_frames_are_valid() -> None:
     net.tick(steps=2)
     for _, _, data in net.sent:
         decode_frame(data, net.config.wire)
+
+
+def test_a_peer_cannot_claim_unbounded_topics() -> None:
+    config = GossipConfig(max_peer_topics=3)
+    net = settled(2, config)
+    claims = tuple((f"t{k}", True) for k in range(10))
+    net.cores[1].receive(net.cores[0].peer_id, encode_frame(Frame(subscriptions=claims)), net.now)
+    assert net.cores[1].counter("peer_topics_over_limit") == 10 - 2   # it already had TOPIC
+    assert net.cores[1].topic_peers("t9") == frozenset()
