@@ -21,13 +21,14 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Static, TabbedContent, TabPane, TextArea
+from textual.widgets import Static, TabbedContent, TabPane, TextArea
 
 from rnn_tui.api import RunInfo, ServiceInfo
 from rnn_tui.errors import RnnError
 from rnn_tui.tui.paths import resolve_user_path
 from rnn_tui.tui.screens.modals import ConfirmScreen, PickServiceScreen, PromptScreen
 from rnn_tui.tui.widgets.header import StatusHeader
+from rnn_tui.tui.widgets.keybar import KeyBar
 from rnn_tui.tui.widgets.workflow import editing
 from rnn_tui.tui.widgets.workflow.graph_view import GraphView
 from rnn_tui.util.files import atomic_write
@@ -95,7 +96,7 @@ class EditorScreen(Screen[None]):
         with Vertical():
             yield Static("", id="problems")
             yield Static("", id="editor-status")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.validate_text(self.yaml_text)
@@ -184,8 +185,8 @@ class EditorScreen(Screen[None]):
     # --- YAML → graph -------------------------------------------------------------------
     @on(TextArea.Changed, "#yaml")
     def _yaml_changed(self, event: TextArea.Changed) -> None:
-        if self._syncing:
-            return
+        if self._syncing or event.text_area.text == self.yaml_text:
+            return  # our own load_text (graph → YAML), not the operator typing
         if self._debounce is not None:
             self._debounce.stop()
         self._debounce = self.set_timer(YAML_DEBOUNCE_S, self.sync_from_yaml)
@@ -360,6 +361,8 @@ class EditorScreen(Screen[None]):
         except RnnError as exc:
             self.status(f"cannot run: {exc}", True)
             return
+        self.saved_text = text
+        self.app.runs_cache[run.run_id] = run  # type: ignore[attr-defined]
         self.app.open_run_graph(run.run_id)  # type: ignore[attr-defined]
 
     def _refuse_readonly(self) -> bool:

@@ -10,12 +10,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from rnn_tui.errors import RnnError
 from rnn_tui.tui.paths import resolve_user_path
 from rnn_tui.tui.screens.modals import ConfirmScreen, PromptScreen
 from rnn_tui.tui.widgets.header import StatusHeader
+from rnn_tui.tui.widgets.keybar import KeyBar
 from rnn_tui.tui.widgets.logs.view import LogView
 
 __all__ = ["LogsScreen"]
@@ -39,7 +40,7 @@ class LogsScreen(Screen[None]):
         what = f"job {self.job}" if self.job else "all jobs (merged)"
         yield Static(f"Logs · run {self.run_id} · {what}", id="logs-title")
         yield LogView(merged=self.job is None, id="logview")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.query_one(LogView).log_widget.focus()

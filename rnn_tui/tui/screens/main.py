@@ -15,13 +15,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
-from textual.widgets import Footer, Label, TabbedContent, TabPane
+from textual.widgets import Label, TabbedContent, TabPane
 
 from rnn_tui.api import PeerInfo, RunInfo, ServiceInfo, WorkflowInfo
 from rnn_tui.errors import RnnError
 from rnn_tui.tui.screens.modals import ConfirmScreen, DescribeScreen, PromptScreen
 from rnn_tui.tui.screens.wizard import ServiceWizardScreen
 from rnn_tui.tui.widgets.header import StatusHeader
+from rnn_tui.tui.widgets.keybar import KeyBar
 from rnn_tui.tui.widgets.table import FilterTable, Row
 from rnn_tui.workflow.model import JobStatus, RunStatus
 
@@ -118,7 +119,7 @@ class MainScreen(Screen[None]):
                     yield Label("Jobs", id="jobs-title")
                     yield FilterTable(("Job", "Status", "Executor", "Exit", "Reason"),
                                       empty="select a run", id="jobs-table")
-        yield Footer()
+        yield KeyBar()
 
     def on_mount(self) -> None:
         self.render_all()
