@@ -91,6 +91,42 @@ async def bench_rtt(n: int) -> list[float]:
         await b.close()
 
 
+async def bare_handshake_and_rtt(handshakes: int, pings: int) -> tuple[list[float], list[float]]:
+    """Plain aioquic with the same configuration: connect+wait_connected, and a stream echo."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.read())
+        writer.write_eof()
+
+    def on_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.create_task(echo(reader, writer), name="bench:bare-echo")
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    server = await serve(HOST, 0, configuration=make_configuration(Identity.generate(), is_client=False),
+                         stream_handler=on_stream)
+    port = server._transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
+    client_config = make_configuration(Identity.generate(), is_client=True)
+    hs, rtt = [], []
+    try:
+        for _ in range(handshakes):
+            t0 = time.perf_counter()
+            async with connect(HOST, port, configuration=client_config):
+                hs.append(time.perf_counter() - t0)
+        async with connect(HOST, port, configuration=client_config) as client:
+            for _ in range(pings + 1):
+                t0 = time.perf_counter()
+                reader, writer = await client.create_stream()
+                writer.write(b"p" * 20)
+                writer.write_eof()
+                await reader.read()
+                rtt.append(time.perf_counter() - t0)
+    finally:
+        server.close()
+    return hs, rtt[1:]
+
+
 async def ours_throughput(total: int, datagram_size: int | None) -> float:
     settings = TransportSettings(max_datagram_size=datagram_size)
     a, b = await pair(settings)
@@ -197,12 +233,13 @@ async def main() -> None:
 
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"load avg {os.getloadavg()[0]:.2f} at start")
+    bare_hs, bare_rtt = await bare_handshake_and_rtt(args.handshakes, args.pings)
     hs = await bench_handshake(args.handshakes)
     print(f"handshake: median {statistics.median(hs) * 1e3:.2f} ms, p95 {pct(hs, 0.95) * 1e3:.2f} ms "
-          f"(n={len(hs)})")
+          f"(n={len(hs)}); bare aioquic connect median {statistics.median(bare_hs) * 1e3:.2f} ms")
     rtt = await bench_rtt(args.pings)
     print(f"request RTT: median {statistics.median(rtt) * 1e3:.3f} ms, p95 {pct(rtt, 0.95) * 1e3:.3f} ms "
-          f"(n={len(rtt)})")
+          f"(n={len(rtt)}); bare aioquic stream echo median {statistics.median(bare_rtt) * 1e3:.3f} ms")
     total = args.mb * 1024 * 1024
     ours, bare = [], []
     for _ in range(args.rounds):

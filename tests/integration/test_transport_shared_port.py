@@ -1,76 +1,66 @@
 """One UDP port carries DHT and QUIC at once; QUIC also runs over a virtual (relay) path.
 
-The DHT side is a small KRPC ``ping`` responder standing in for the DHT driver (the
-DHT package's asyncio driver was not available when this test was written); it uses
-the real endpoint, the real demux and the real ``send_raw``.
+The DHT side is the real ``DhtNode`` driver on each transport's endpoint, as node.py wires
+it: both nodes ping and announce to each other over the same port that carries a bulk
+QUIC transfer between them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
+import hashlib
 
-import bencodepy
 import pytest
-from transport_helpers import LOOPBACK, Probe, eventually, running
+from transport_helpers import Probe, eventually, running
 
+from rnn_tui.dht.driver import DhtNode
 from rnn_tui.transport import Transport
 from rnn_tui.transport.messages import RawChunk
 
 pytestmark = pytest.mark.integration
 
 
-def install_krpc_ping_responder(node: Transport) -> list[tuple[str, int]]:
-    seen: list[tuple[str, int]] = []
-
-    def on_dht(data: bytes, addr: tuple[str, int]) -> None:
-        msg = bencodepy.decode(data)
-        if msg.get(b"y") == b"q" and msg.get(b"q") == b"ping":
-            seen.append(addr)
-            reply = {b"r": {b"id": b"R" * 20}, b"t": msg[b"t"], b"y": b"r"}
-            node.endpoint.send_raw(bencodepy.encode(reply), addr)
-
-    node.endpoint.dht_handler = on_dht
-    return seen
+def attach_dht(node: Transport) -> DhtNode:
+    dht = DhtNode(node.endpoint.send_raw)
+    node.endpoint.dht_handler = dht.datagram_received
+    return dht
 
 
 async def test_dht_and_quic_share_the_port_under_load() -> None:
     async with running(2) as (a, b):
-        seen = install_krpc_ping_responder(b)
+        dht_a, dht_b = attach_dht(a), attach_dht(b)
+        try:
+            async def bulk(conn, msg):  # type: ignore[no-untyped-def]
+                for _ in range(200):
+                    yield RawChunk(b"b" * 16_384)
 
-        async def bulk(conn, msg):  # type: ignore[no-untyped-def]
-            for _ in range(200):
-                yield RawChunk(b"b" * 16_384)
+            b.handlers.on_stream(Probe, bulk)
+            conn = await a.dial(b.endpoint.local_addr, expected_peer_id=b.identity.peer_id)
 
-        b.handlers.on_stream(Probe, bulk)
-        conn = await a.dial(b.endpoint.local_addr, expected_peer_id=b.identity.peer_id)
+            async def transfer() -> int:
+                total = 0
+                async with conn.stream(Probe(), timeout=10) as chunks:
+                    async for chunk in chunks:
+                        total += len(chunk.data)  # type: ignore[attr-defined]
+                return total
 
-        async def transfer() -> int:
-            total = 0
-            async with conn.stream(Probe(), timeout=10) as chunks:
-                async for chunk in chunks:
-                    total += len(chunk.data)  # type: ignore[attr-defined]
-            return total
-
-        task = asyncio.create_task(transfer())
-        replies = 0
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as dht_client:
-            dht_client.bind((LOOPBACK, 0))
-            dht_client.setblocking(False)
-            loop = asyncio.get_running_loop()
-            for i in range(100):
-                query = {b"a": {b"id": b"Q" * 20}, b"q": b"ping", b"t": i.to_bytes(2, "big"),
-                         b"y": b"q"}
-                dht_client.sendto(bencodepy.encode(query), b.endpoint.local_addr)
-                async with asyncio.timeout(5):
-                    data, src = await loop.sock_recvfrom(dht_client, 2048)
-                assert src == b.endpoint.local_addr  # the answer comes from the shared port
-                assert bencodepy.decode(data)[b"t"] == i.to_bytes(2, "big")
-                replies += 1
-        assert await asyncio.wait_for(task, 30) == 200 * 16_384
-        assert replies == 100 and len(seen) == 100
-        assert b.endpoint.stats.handler_errors == 0
-        assert b.endpoint.stats.dht == 100 and b.endpoint.stats.quic > 200
+            task = asyncio.create_task(transfer())
+            for _ in range(20):  # DHT round trips interleaved with the QUIC transfer
+                assert await dht_a.ping(b.endpoint.local_addr, timeout=5) == dht_b.node_id
+                assert await dht_b.ping(a.endpoint.local_addr, timeout=5) == dht_a.node_id
+            infohash = hashlib.sha1(b"remote-network-mesh").digest()
+            await dht_b.bootstrap([a.endpoint.local_addr], timeout=5)
+            await dht_a.announce(infohash, port=a.endpoint.local_addr[1], timeout=5)
+            # b stored a's announce, with the shared port as a's address
+            await eventually(lambda: a.endpoint.local_addr in dht_b.local_peers(infohash), within=5)
+            assert await asyncio.wait_for(task, 30) == 200 * 16_384
+            for node in (a, b):
+                stats = node.endpoint.stats
+                assert stats.handler_errors == 0
+                assert stats.dht >= 20 and stats.quic > 100
+        finally:
+            dht_a.close()
+            dht_b.close()
 
 
 async def test_quic_runs_end_to_end_over_a_virtual_path() -> None:
