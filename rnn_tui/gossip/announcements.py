@@ -46,7 +46,7 @@ TOPIC_SERVICES = "rnn/services/1"
 TOPIC_PEERS = "rnn/peers/1"
 TOPIC_LIFECYCLE = "rnn/lifecycle/1"
 
-_MAX_PAYLOAD = 16 * 1024
+_MAX_PAYLOAD = 64 * 1024
 
 
 class ServiceAction(StrEnum):

@@ -67,7 +67,7 @@ class WireLimits:
     """Bounds applied while parsing, so a hostile frame cannot make us allocate much."""
 
     max_frame_bytes: int = 256 * 1024
-    max_payload_bytes: int = 16 * 1024
+    max_payload_bytes: int = 64 * 1024   # network-wide: peers refuse larger payloads
     max_topic_bytes: int = 128
     max_messages: int = 64
     max_subscriptions: int = 64
