@@ -108,3 +108,38 @@ def test_floods_from_many_ips_keep_every_structure_bounded() -> None:
     assert len(core.routing) <= 160 * 8
     core.handle_timer(now + 61.0)  # maintenance forgets idle sources
     assert len(core.rate_limiter) == 0
+
+
+reply_values = st.dictionaries(
+    st.sampled_from([b"id", b"nodes", b"token", b"values", b"v", b"k", b"seq", b"sig", b"ip"]),
+    st.one_of(st.binary(max_size=60), st.integers(-3, 2**40),
+              st.lists(st.binary(max_size=8), max_size=3), st.just(b"R" * 20)),
+    max_size=7)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(reply_values, min_size=1, max_size=4), st.sampled_from(
+    ["get_mutable", "get_immutable", "get_peers", "put_mutable", "announce"]))
+def test_hostile_replies_to_our_lookups_never_raise(replies, operation) -> None:
+    core = make_core()
+    seed = ("203.0.113.7", 6881)
+    if operation == "get_mutable":
+        core.start_get_mutable(IDENT.public_key, b"", 0.0, bootstrap=[seed])
+    elif operation == "get_immutable":
+        core.start_get_immutable(b"T" * 20, 0.0, bootstrap=[seed])
+    elif operation == "get_peers":
+        core.start_get_peers(b"T" * 20, 0.0, bootstrap=[seed])
+    elif operation == "put_mutable":
+        core.start_put_mutable(IDENT, b"value", b"", 0.0, bootstrap=[seed])
+    else:
+        core.start_announce(b"T" * 20, None, 0.0, bootstrap=[seed])
+    (query, _), = core.datagrams_to_send()
+    from rnn_tui.dht.codec import decode
+
+    tid = decode(query)[b"t"]
+    for values in replies:
+        core.receive_datagram(encode({b"t": tid, b"y": b"r", b"r": values}), seed, 0.1)
+        core.datagrams_to_send()
+    core.handle_timer(30.0)
+    core.handle_timer(60.0)
+    assert core.pending_operations() == 0  # every operation finished, one way or another
