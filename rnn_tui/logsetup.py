@@ -33,7 +33,9 @@ def setup_logging(level: str, log_dir: Path | None, *, to_stdout: bool) -> Path 
         stream = logging.StreamHandler(sys.stdout)
         stream.setFormatter(formatter)
         root.addHandler(stream)
-    # aioquic and docker are chatty at debug; keep them at info unless asked.
+    # aioquic logs every handshake at INFO, docker and urllib3 every request at DEBUG:
+    # keep them at WARNING unless the operator asked for debug.
+    quiet = logging.DEBUG if root.level <= logging.DEBUG else logging.WARNING
     for name in ("quic", "aioquic", "docker", "urllib3", "peewee", "asyncio"):
-        logging.getLogger(name).setLevel(max(root.level, logging.INFO))
+        logging.getLogger(name).setLevel(quiet)
     return log_file

@@ -44,7 +44,9 @@ def cmd_start(args: argparse.Namespace) -> int:
         from rnn_tui.tui.demo import DemoNode
 
         return int(run_app(DemoNode(), readonly=getattr(args, "readonly", False)))
-    return int(run_app(Node(config), readonly=getattr(args, "readonly", False)))
+    from rnn_tui.facade import NodeFacadeImpl
+
+    return int(run_app(NodeFacadeImpl(Node(config)), readonly=getattr(args, "readonly", False)))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

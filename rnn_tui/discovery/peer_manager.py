@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rnn_tui.api import PeerInfo, PeerUpdated
 from rnn_tui.discovery.metadata import METADATA_SALT, PeerMetadata
 from rnn_tui.errors import RemoteProtocolError, RnnError
 from rnn_tui.identity import Identity, PeerId
@@ -77,6 +78,16 @@ class PeerState:
     @property
     def connected(self) -> bool:
         return self.connection is not None and self.connection.is_open
+
+    def to_info(self) -> PeerInfo:
+        """The UI's view of this peer."""
+        meta = self.metadata
+        return PeerInfo(
+            peer_id=str(self.peer_id), addresses=tuple(self.addresses),
+            relayed=self.path == "relayed", rtt_ms=self.rtt_ms,
+            nat_type=meta.nat_type if meta else "unknown",
+            service_count=meta.service_count if meta else 0, last_seen=self.last_seen,
+            connected=self.connected, agent=self.agent)
 
     def to_dict(self) -> dict[str, Any]:
         meta = self.metadata
@@ -475,7 +486,7 @@ class PeerManager:
             log.warning("cannot save peer %s: %s", state.peer_id.short, exc)
 
     def _publish_peer(self, state: PeerState) -> None:
-        self.events.publish(("peer", state.to_dict()))
+        self.events.publish(PeerUpdated(state.to_info()))
 
 
 def _add_addr(state: PeerState, addr: str) -> None:
