@@ -99,6 +99,7 @@ class _Session:
     timer: asyncio.TimerHandle | None = None
     success: PunchSucceeded | None = None
     side_conn: PeerConnection | None = None
+    side_via: int | None = None  # the extra socket that carries the direct QUIC connection
 
 
 class HolePuncher:
@@ -222,8 +223,10 @@ class HolePuncher:
             addr = (str(raw_addr[0]), int(raw_addr[1]))
             if data.startswith(PROBE_MAGIC):
                 self._route_probe(data, addr, via)
-            elif session.success is not None and session.success.via == via:
-                self._side_datagram(session, sock, data, addr)
+            elif session.success is not None and session.side_via in (None, via):
+                # Several extra sockets can be hit in one birthday round, and the peer
+                # dials the one whose ack reached it first: accept on any of them.
+                self._side_datagram(session, via, sock, data, addr)
 
     def _pump(self, session: _Session) -> None:
         """Drain the core: messages, datagrams, events; re-arm its timer."""
@@ -248,7 +251,9 @@ class HolePuncher:
             elif isinstance(ev, PunchFailed):
                 self._finish(session, None, ev.reason)
         if core.state in (PunchState.SUCCEEDED, PunchState.FAILED):
-            self._close_aux(session, keep=session.success.via if session.success else None)
+            keep = session.side_via if session.side_via is not None else (
+                session.success.via if session.success else None)
+            self._close_aux(session, keep=keep)
         if session.timer is not None:
             session.timer.cancel()
             session.timer = None
@@ -281,6 +286,7 @@ class HolePuncher:
         if ev.via != 0:
             sock = session.aux[ev.via]
             if session.core.initiator:
+                session.side_via = ev.via
                 conn = self._connector.client(
                     lambda data, addr: self._side_send(sock, data, addr), ev.remote, session.peer)
                 session.side_conn = conn
@@ -305,12 +311,13 @@ class HolePuncher:
         except OSError:
             pass
 
-    def _side_datagram(self, session: _Session, sock: socket.socket, data: bytes,
+    def _side_datagram(self, session: _Session, via: int, sock: socket.socket, data: bytes,
                        addr: Addr) -> None:
         if session.side_conn is None:
             dcid = initial_dcid(data)
-            if dcid is None:
+            if dcid is None or session.success is None or addr[0] != session.success.remote[0]:
                 return
+            session.side_via = via
             session.side_conn = self._connector.server(
                 lambda d, a: self._side_send(sock, d, a), addr, session.peer, dcid)
         session.side_conn.datagram_received(data, addr)
