@@ -282,8 +282,7 @@ def _feed_stdin(sock: socket.socket, source: StdinSource) -> None:
                 sock.sendall(view[offset:offset + _STDIN_CHUNK])
         elif isinstance(source, Path):
             with open(source, "rb") as handle:
-                while chunk := handle.read(_STDIN_CHUNK):
-                    sock.sendall(chunk)
+                sock.sendfile(handle)  # zero-copy where the kernel allows, else read/send
         elif source is not None:
             for chunk in source:
                 sock.sendall(chunk)

@@ -267,3 +267,16 @@ async def test_busy_executor_refuses_beyond_its_limit(service_registry, docker_c
         await runtime.cancel("busy-1")
         result = await asyncio.wait_for(first, 30)
     assert result.outcome is JobOutcome.CANCELLED
+
+
+async def test_stdin_from_a_file_and_from_chunks(service_registry, docker_runtime, base_image, node_identity, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    service = await base_service(service_registry, base_image)
+    source = tmp_path / "input.bin"
+    source.write_bytes(os.urandom(3 << 20))
+    from_file = await docker_runtime.run(JobRequest("stdin-file", service, node_identity.peer_id,
+                                                    stdin=source, command=("cat",)))
+    assert from_file.stdout_path.read_bytes() == source.read_bytes()
+    chunks = [b"a" * 100_000, b"", b"b" * 7]
+    from_chunks = await docker_runtime.run(JobRequest("stdin-chunks", service, node_identity.peer_id,
+                                                      stdin=iter(chunks), command=("wc", "-c")))
+    assert from_chunks.stdout_path.read_text().strip() == "100007"
