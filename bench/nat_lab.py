@@ -29,6 +29,7 @@ from rnn_tui.nat.relay_driver import RelayClient, RelayService  # noqa: E402
 from rnn_tui.transport import PeerConnection, Transport, TransportSettings  # noqa: E402
 from rnn_tui.transport.messages import register_message  # noqa: E402
 from tests.netlab.lab import NatLab, NatMode, lab_unavailable_reason  # noqa: E402
+from tests.netlab.node_run import run_quic_cell  # noqa: E402
 from tests.netlab.punch_run import build_pair, run_punch_cell, start_rendezvous  # noqa: E402
 
 
@@ -97,10 +98,48 @@ def ms(values: list[float]) -> str:
     return f"{statistics.median(values) * 1000:.1f} ms" if values else "-"
 
 
+QUIC_EXPECT = {"public-nat": ["direct"], "eim-eim": ["relayed", "direct"],
+               "eim-sym": ["relayed", "direct"], "sym-sym": ["relayed", "relayed"],
+               "same-nat": ["relayed", "direct"]}
+
+
+def quic_matrix(cells: list[str], runs: int) -> None:
+    """The issue's matrix with real QUIC nodes: expected path reached and data exchanged."""
+    print(f"NAT lab, real QUIC node agents (transport + relay + punch); {runs} runs per cell; "
+          f"Python {platform.python_version()}")
+    print(f"{'cell':10} {'expected path':15} {'as expected':>11} {'t->direct':>10} "
+          f"{'t->direct max':>13} {'relayed rtt':>11} {'direct rtt':>10} {'wall':>7}")
+    for name in cells:
+        mode_a, mode_b, same, _ = CELLS[name]
+        good = 0
+        ttd: list[float] = []
+        rtt: dict[str, list[float]] = {"relayed": [], "direct": []}
+        walls: list[float] = []
+        for _ in range(runs):
+            t0 = time.monotonic()
+            a, b, _story = run_quic_cell(mode_a, mode_b, same, direct_dial=name == "public-nat",
+                                         prefix="rnnbench")
+            walls.append(time.monotonic() - t0)
+            talker = b if name == "public-nat" else a
+            ex = talker.all("exchanged")
+            if [e["path"] for e in ex] == QUIC_EXPECT[name] and all(e["ok"] for e in ex):
+                good += 1
+            for e in ex:
+                rtt[e["path"]].append(e["rtt"])
+            for outcome in a.all("punch-outcome"):
+                if outcome["time_to_direct"] is not None:
+                    ttd.append(outcome["time_to_direct"])
+        print(f"{name:10} {'->'.join(QUIC_EXPECT[name]):15} {good:>5}/{runs:<5} {ms(ttd):>10} "
+              f"{(f'{max(ttd) * 1000:.1f} ms' if ttd else '-'):>13} {ms(rtt['relayed']):>11} "
+              f"{ms(rtt['direct']):>10} {statistics.median(walls):>6.2f}s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--cells", nargs="*", default=list(CELLS), choices=list(CELLS))
+    parser.add_argument("--quic", action="store_true",
+                        help="run the matrix with real QUIC node agents instead of raw UDP")
     parser.add_argument("--relay-mib", type=float, default=2.0,
                         help="payload of the relayed-vs-direct throughput test (0: skip)")
     args = parser.parse_args()
@@ -116,6 +155,9 @@ def main() -> int:
     reason = lab_unavailable_reason()
     if reason:
         print(f"skipped: {reason}")
+        return 0
+    if args.quic:
+        quic_matrix(args.cells, args.runs)
         return 0
     print(f"NAT lab, raw UDP + sans-IO cores; {args.runs} runs per cell; "
           f"Python {platform.python_version()}, {platform.machine()}")

@@ -19,15 +19,8 @@ import os
 
 import pytest
 
-from tests.netlab.lab import NatLab, NatMode, lab_unavailable_reason
-from tests.netlab.node_run import (
-    Agent,
-    run_direct_dial,
-    run_relayed_then_punch,
-    start_peers,
-    start_relays,
-)
-from tests.netlab.punch_run import build_pair
+from tests.netlab.lab import NatMode, lab_unavailable_reason
+from tests.netlab.node_run import Agent, run_quic_cell
 
 RUNS = int(os.environ.get("RNN_NAT_LAB_RUNS", "1"))
 
@@ -47,23 +40,7 @@ def exchanged(agent: Agent) -> list[dict]:
 
 def run_cell(mode_a: NatMode | None, mode_b: NatMode | None, same_nat: bool = False,
              direct_dial: bool = False) -> tuple[Agent, Agent, str]:
-    lab = NatLab()
-    try:
-        relays, specs = start_relays(lab)
-        host_a, host_b = build_pair(lab, mode_a, mode_b, same_nat)
-        a, b = start_peers(host_a, host_b, specs)
-        if direct_dial:
-            run_direct_dial(b, a)
-        else:
-            run_relayed_then_punch(a, b)
-        for agent in (a, b):
-            agent.drain()
-        story = a.describe() + "\n" + b.describe()
-        for agent in (a, b, *relays):
-            agent.stop()
-        return a, b, story
-    finally:
-        lab.close()
+    return run_quic_cell(mode_a, mode_b, same_nat, direct_dial)
 
 
 @pytest.mark.parametrize("run", range(RUNS))

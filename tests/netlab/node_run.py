@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.netlab.lab import LabHost, NatLab
+from tests.netlab.lab import LabHost, NatLab, NatMode
 
 AGENT = ["-m", "tests.netlab.node_agent"]
 
@@ -142,3 +142,27 @@ def run_direct_dial(nat_side: Agent, public_side: Agent, timeout: float = 20) ->
     nat_side.send({"cmd": "dial-direct", "addr": [public_side.host.ip, ready["port"]],
                    "peer": ready["peer"]})
     nat_side.wait_for("cmd-done", timeout)
+
+
+def run_quic_cell(mode_a: NatMode | None, mode_b: NatMode | None, same_nat: bool = False,
+                  direct_dial: bool = False, prefix: str = "rnnlab") -> tuple[Agent, Agent, str]:
+    """One fresh lab, relays and two peers; returns the agents (stopped) and their story."""
+    from tests.netlab.punch_run import build_pair
+
+    lab = NatLab(prefix=prefix)
+    try:
+        relays, specs = start_relays(lab)
+        host_a, host_b = build_pair(lab, mode_a, mode_b, same_nat)
+        a, b = start_peers(host_a, host_b, specs)
+        if direct_dial:
+            run_direct_dial(b, a)
+        else:
+            run_relayed_then_punch(a, b)
+        for agent in (a, b):
+            agent.drain()
+        story = a.describe() + "\n" + b.describe()
+        for agent in (a, b, *relays):
+            agent.stop()
+        return a, b, story
+    finally:
+        lab.close()
