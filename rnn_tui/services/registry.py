@@ -37,6 +37,7 @@ from rnn_tui.services.model import (
     Visibility,
     service_id,
 )
+from rnn_tui.util.files import ensure_private_dir
 
 __all__ = ["ServiceRepository", "InMemoryServiceRepository", "ServiceOptions", "ServiceRegistry",
            "GIT_SCHEMES", "DATA_MOUNT_PATH"]
@@ -186,6 +187,8 @@ class ServiceRegistry:
                                f"allowed; use one of {sorted(GIT_SCHEMES)}")
         name = options.name or _default_name(urlsplit(url).path)
         await self._require_free(name)
+        if self._scratch_dir is not None:
+            await asyncio.to_thread(ensure_private_dir, self._scratch_dir)
         with tempfile.TemporaryDirectory(prefix="rnn-git-", dir=self._scratch_dir) as tmp:
             checkout = Path(tmp) / "repo"
             await asyncio.to_thread(_git_checkout, url, ref, checkout)

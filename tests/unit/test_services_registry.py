@@ -111,6 +111,14 @@ async def test_git_errors(tmp_path: Path) -> None:
     assert await reg.list() == []
 
 
+async def test_git_scratch_dir_is_created_private(tmp_path: Path) -> None:
+    scratch = tmp_path / "data" / "scratch"
+    reg = ServiceRegistry(InMemoryServiceRepository(), OWNER, clock=lambda: 1.0, scratch_dir=scratch)
+    with pytest.raises(ServiceError, match="git clone"):
+        await reg.add_from_git(f"file://{tmp_path}/missing")
+    assert (scratch.stat().st_mode & 0o777) == 0o700 and not list(scratch.iterdir())
+
+
 async def test_operator_edits_interfaces_and_visibility(tmp_path: Path) -> None:
     f = tmp_path / "x"
     f.write_bytes(b"1")
