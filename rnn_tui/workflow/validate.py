@@ -33,6 +33,7 @@ from rnn_tui.workflow.model import (
     is_output,
 )
 from rnn_tui.workflow.problems import Problem, SourceMap, SourcePath, WorkflowInvalid, locate
+from rnn_tui.workflow.transfer import check_file_name
 
 __all__ = ["ResolvedService", "Resolver", "validate_workflow", "check_workflow",
            "workflow_graph", "check_file_name", "topological_jobs"]
@@ -61,20 +62,6 @@ def workflow_graph(workflow: Workflow) -> nx.DiGraph:
         if conn.target is not None:
             graph.add_edge(conn.source.job, conn.target.job)
     return graph
-
-
-def check_file_name(name: str) -> str | None:
-    """Why ``name`` is not a safe relative destination file name, or ``None`` if it is."""
-    if not name or "\x00" in name:
-        return "a file name must be non-empty text without NUL"
-    if name.startswith("/"):
-        return f"file {name!r} is absolute; give a name relative to the destination"
-    parts = name.split("/")
-    if ".." in parts:
-        return f"file {name!r} contains '..'; it must stay inside the destination"
-    if posixpath.normpath(name) in (".", ""):
-        return f"file {name!r} names the directory itself"
-    return None
 
 
 class _Checker:
