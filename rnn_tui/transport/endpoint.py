@@ -31,7 +31,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import bencodepy
 from aioquic.buffer import Buffer  # type: ignore[attr-defined]
 from aioquic.quic.packet import (
     QuicHeader,
@@ -40,7 +39,8 @@ from aioquic.quic.packet import (
     pull_quic_header,
 )
 
-from rnn_tui.errors import LocalProtocolError
+from rnn_tui.dht import codec
+from rnn_tui.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = ["Addr", "DatagramHandler", "EndpointStats", "UdpEndpoint", "QuicSink"]
 
@@ -283,7 +283,8 @@ class UdpEndpoint(asyncio.DatagramProtocol):
 
 
 def _is_bencoded_dict(data: bytes) -> bool:
+    """Canonical bencoded dict of at most ``codec.MAX_DATAGRAM`` bytes (the DHT's limit)."""
     try:
-        return isinstance(bencodepy.decode(data), dict)
-    except Exception:
+        return isinstance(codec.decode(data), dict)
+    except RemoteProtocolError:
         return False

@@ -30,8 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-import bencodepy
-
+from rnn_tui.dht import codec
 from rnn_tui.errors import LocalProtocolError, RemoteProtocolError
 from rnn_tui.identity import Identity, PeerId, verify_signature
 from rnn_tui.transport.framing import FrameError
@@ -123,8 +122,7 @@ def register_message(cls: M) -> M:
 
 
 # --------------------------------------------------------------------------- bencode
-# TODO(dht codec): switch to rnn_tui.dht.codec once it lands; until then wrap bencodepy,
-# which neither sorts keys nor checks canonical form (FACTS.md).
+# The DHT's strict codec (canonical by construction); we add str -> UTF-8 for convenience.
 
 def _sorted(obj: Any) -> Any:
     if isinstance(obj, dict):
@@ -136,30 +134,29 @@ def _sorted(obj: Any) -> Any:
         raise LocalProtocolError("bencode has no booleans; use 0/1")
     if isinstance(obj, str):
         return obj.encode()
+    if isinstance(obj, int):
+        return int(obj)  # IntEnum codes become plain integers
     return obj
 
 
 def bencode(obj: Any) -> bytes:
     """Canonical bencode: keys sorted, str encoded as UTF-8, no booleans."""
-    out: bytes = bencodepy.encode(_sorted(obj))
-    return out
+    try:
+        return codec.encode(_sorted(obj))
+    except RemoteProtocolError as exc:  # the codec reports unencodable values this way
+        raise LocalProtocolError(f"cannot bencode: {exc}") from None
 
 
 def bdecode_dict(body: bytes, what: str) -> dict[bytes, Any]:
     """Decode a canonical bencoded dict or raise RemoteProtocolError(BAD_BODY) naming ``what``."""
     try:
-        value = bencodepy.decode(body)
-    except Exception as exc:  # bencodepy raises assorted errors on garbage
-        raise RemoteProtocolError(f"{what}: body is not bencode ({exc})", FrameError.BAD_BODY) from None
+        value = codec.decode(body, max_size=max(len(body), 1))
+    except RemoteProtocolError as exc:  # strict: non-canonical input is refused too
+        raise RemoteProtocolError(f"{what}: body is not canonical bencode ({exc})",
+                                  FrameError.BAD_BODY) from None
     if not isinstance(value, dict):
         raise RemoteProtocolError(f"{what}: body is not a bencoded dict", FrameError.BAD_BODY)
-    try:
-        canonical = bencode(value) == body
-    except Exception:
-        canonical = False
-    if not canonical:
-        raise RemoteProtocolError(f"{what}: body is not canonical bencode", FrameError.BAD_BODY)
-    return dict(value)
+    return value
 
 
 def _field(d: dict[bytes, Any], key: str, kind: type, what: str) -> Any:

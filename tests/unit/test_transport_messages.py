@@ -145,3 +145,8 @@ def test_bad_address_text_names_it(text: str) -> None:
 def test_bencode_refuses_booleans() -> None:
     with pytest.raises(LocalProtocolError):
         bencode({"x": True})
+
+
+def test_enum_codes_encode_as_plain_integers() -> None:
+    reply = ErrorReply(FrameError.BUSY, "busy")
+    assert ErrorReply.decode(reply.encode()) == ErrorReply(int(FrameError.BUSY), "busy")
