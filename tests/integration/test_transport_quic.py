@@ -138,3 +138,28 @@ async def test_dial_to_a_silent_port_times_out() -> None:
             with pytest.raises(RequestTimeout, match="handshake"):
                 await a.dial(silent.getsockname(), timeout=0.5)
         assert a.connections() == []
+
+
+async def test_keepalive_holds_an_idle_connection_and_idle_timeout_ends_a_dead_one() -> None:
+    from rnn_tui.transport import Transport, TransportSettings
+
+    def node(keepalive: float | None) -> Transport:
+        return Transport(Identity.generate(), settings=TransportSettings(
+            keepalive_interval=keepalive, idle_timeout=1.0, handshake_timeout=5.0))
+
+    a, b, c, d = node(0.2), node(0.2), node(None), node(None)
+    nodes = (a, b, c, d)
+    for n in nodes:
+        await n.start(LOOPBACK, 0)
+    try:
+        kept = await a.dial(b.endpoint.local_addr)
+        events: list[TransportEvent] = []
+        c.add_listener(events.append)
+        lapsed = await c.dial(d.endpoint.local_addr)  # neither side sends keepalives
+        await asyncio.sleep(2.5)  # > 2 idle timeouts without any application traffic
+        assert kept.is_open and await a.ping(kept) > 0
+        assert not lapsed.is_open
+        assert any(isinstance(e, PeerDisconnected) for e in events)
+    finally:
+        for n in nodes:
+            await n.close()
