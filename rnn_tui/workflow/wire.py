@@ -131,7 +131,7 @@ def _convert(hint: Any, raw: Any, where: str) -> Any:
             return tuple(_convert(args[0], item, f"{where}[{i}]") for i, item in enumerate(raw))
         if len(raw) != len(args):
             raise _bad(where, f"expected {len(args)} items")
-        return tuple(_convert(a, item, f"{where}[{i}]") for i, (a, item) in enumerate(zip(args, raw)))
+        return tuple(_convert(a, item, f"{where}[{i}]") for i, (a, item) in enumerate(zip(args, raw, strict=True)))
     if hint is PeerId:
         if not isinstance(raw, bytes) or len(raw) != 32:
             raise _bad(where, "expected a 32-byte peer id")
