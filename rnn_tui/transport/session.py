@@ -34,7 +34,7 @@ from typing import Any
 
 from aioquic.quic.connection import QuicConnection
 
-from rnn_tui.errors import RemoteProtocolError, RequestTimeout, RnnError
+from rnn_tui.errors import LocalProtocolError, RemoteProtocolError, RequestTimeout, RnnError
 from rnn_tui.transport.connection import PathSender, QuicLink
 from rnn_tui.transport.errors import ConnectionClosed, RemoteError
 from rnn_tui.transport.framing import (
@@ -157,9 +157,10 @@ class PeerConnection(QuicLink):
 
     async def request(self, msg: Message, timeout: float = 10.0) -> Message:  # noqa: ASYNC109
         """Send ``msg`` and return the reply; RemoteError on an error reply."""
+        body = self._body_of(msg)
         st = self._open("request")
         st.future = self._loop.create_future()
-        self._send(st.stream_id, Frame(msg.TYPE, Flags.NONE, st.request_id, msg.encode()), end=True)
+        self._send(st.stream_id, Frame(msg.TYPE, Flags.NONE, st.request_id, body), end=True)
         try:
             async with asyncio.timeout(timeout):
                 return await st.future
@@ -179,10 +180,11 @@ class PeerConnection(QuicLink):
         Use as ``async with conn.stream(req) as chunks: async for c in chunks: ...``;
         ``timeout`` bounds the wait for each chunk.  Leaving early cancels the stream.
         """
+        body = self._body_of(msg)
         st = self._open("stream")
         st.wake = asyncio.Event()
         st.granted = self.limits.stream_window
-        self._send(st.stream_id, Frame(msg.TYPE, Flags.STREAM_REQUEST, st.request_id, msg.encode()))
+        self._send(st.stream_id, Frame(msg.TYPE, Flags.STREAM_REQUEST, st.request_id, body))
         self._send(st.stream_id, Frame(CONTROL_TYPE, Flags.CREDIT, st.request_id,
                                        _U32.pack(self.limits.stream_window)))
         return ReplyStream(self, st, timeout)
@@ -219,6 +221,15 @@ class PeerConnection(QuicLink):
     def _where(self) -> str:
         peer = self.peer_id.short if self.peer_id else "?"
         return f"{peer}@{self.remote_addr[0]}:{self.remote_addr[1]}"
+
+    def _body_of(self, msg: Message) -> bytes:
+        """Encode before any stream is opened, so an oversized message leaves no state."""
+        body = msg.encode()
+        if len(body) > self.limits.max_body:
+            raise LocalProtocolError(
+                f"{type(msg).__name__} of {len(body)} bytes exceeds the maximum of "
+                f"{self.limits.max_body}; split it into a streamed reply")
+        return body
 
     def _open(self, kind: str) -> _Stream:
         self._check_open()

@@ -101,6 +101,12 @@ async def test_our_own_oversized_message_is_refused_before_sending() -> None:
         conn = await a.dial(b.endpoint.local_addr)
         with pytest.raises(LocalProtocolError, match="exceeds the maximum"):
             await conn.request(Probe(b"x" * 1001), timeout=5)
+        with pytest.raises(LocalProtocolError, match="exceeds the maximum"):
+            conn.stream(Probe(b"x" * 1001))
+        with pytest.raises(LocalProtocolError, match="exceeds the maximum"):
+            conn.send(Probe(b"x" * 1001))
+        assert conn._streams == {}  # nothing was left half-open
+        assert await a.ping(conn) > 0
 
 
 async def test_extra_frames_after_a_request_reset_the_stream() -> None:
