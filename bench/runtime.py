@@ -4,7 +4,10 @@ All three go through ``DockerRuntime.run`` (the code the node uses), against the
 with the default confinement (network none, limits, caps dropped, log driver none):
 
 1. job overhead: a trivial job (``true``): create → attach → start → wait → inspect →
-   remove, as seen by the caller (``JobResult.duration_s`` plus nothing else);
+   remove, as seen by the caller of ``run``.  For scale, the same engine calls made
+   directly with docker-py (same confinement, no threads, no streams, no files) are
+   timed in the same runs ("raw engine"): on a loaded machine both grow together, and the
+   difference is what our code adds;
 2. live output: a job printing N lines of 76 bytes (75 characters + newline); the rate is
    lines counted in the ``on_output`` callback on the event loop, between the first and the
    last chunk (so container start-up is not in it), and also over the whole job;
@@ -56,6 +59,29 @@ async def job_overhead(runtime: DockerRuntime, service, requester, jobs: int) ->
         times.append(time.perf_counter() - t0)
         assert result.outcome is JobOutcome.COMPLETED, result.explanation
         runtime.discard_workspace(result.job_id)
+    return times
+
+
+def raw_engine(client, image: str, jobs: int) -> list[float]:  # type: ignore[no-untyped-def]
+    """The bare engine sequence with our container settings, for comparison."""
+    api = client.api
+    times = []
+    for i in range(jobs):
+        t0 = time.perf_counter()
+        host = api.create_host_config(
+            network_mode="none", mem_limit=512 << 20, memswap_limit=512 << 20,
+            nano_cpus=10**9, pids_limit=128, security_opt=["no-new-privileges"],
+            cap_drop=["ALL"], log_config={"Type": "none", "Config": {}})
+        cid = api.create_container(image, ["true"], stdin_open=True, host_config=host,
+                                   labels={"io.remote-network.bench": "raw"},
+                                   name=f"rnn-bench-raw-{os.getpid()}-{i}")["Id"]
+        sock = api.attach_socket(cid, {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        api.start(cid)
+        api.wait(cid)
+        api.inspect_container(cid)
+        api.remove_container(cid, force=True)
+        getattr(sock, "_sock", sock).close()
+        times.append(time.perf_counter() - t0)
     return times
 
 
@@ -117,7 +143,8 @@ async def main() -> None:
     registry = ServiceRegistry(InMemoryServiceRepository(), me.peer_id, clock=time.time)
     service = await registry.add_local_image(tag, ServiceOptions(
         name="bench", requirements=Requirements(memory_bytes=512 << 20)))
-    figures: dict[str, list[float]] = {"overhead_ms": [], "output_lines_per_s": [],
+    figures: dict[str, list[float]] = {"overhead_ms": [], "raw_engine_ms": [],
+                                       "output_lines_per_s": [],
                                        "output_lines_per_s_whole_job": [], "stdin_mb_per_s": []}
     with tempfile.TemporaryDirectory(prefix="rnn-bench-") as tmp:
         runtime = DockerRuntime(me.peer_id, Path(tmp), client=client)
@@ -126,6 +153,8 @@ async def main() -> None:
             for run in range(args.runs):
                 times = await job_overhead(runtime, service, me.peer_id, args.jobs)
                 figures["overhead_ms"].append(statistics.median(times) * 1000)
+                raw = await asyncio.to_thread(raw_engine, client, tag, args.jobs)
+                figures["raw_engine_ms"].append(statistics.median(raw) * 1000)
                 streamed, whole = await live_output(runtime, service, me.peer_id, args.lines, str(run))
                 figures["output_lines_per_s"].append(streamed)
                 figures["output_lines_per_s_whole_job"].append(whole)
@@ -133,13 +162,16 @@ async def main() -> None:
                     await stdin_feed(runtime, service, me.peer_id, args.stdin_mib, str(run)))
         finally:
             await runtime.reap_leftovers()
+            for container in client.containers.list(
+                    all=True, filters={"label": "io.remote-network.bench=raw"}):
+                container.remove(force=True)
             client.images.remove(tag, force=True)
     summary = {key: round(statistics.median(values), 1) for key, values in figures.items()}
     if args.json:
         print(json.dumps({"median": summary, "runs": figures}, indent=2))
         return
     print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()}, "
-          f"docker {client.version()['Version']}")
+          f"docker {client.version()['Version']}, load average {os.getloadavg()[0]:.1f} at the end")
     print(f"runs: {args.runs} (overhead: median of {args.jobs} jobs each; output: {args.lines} "
           f"lines of {LINE} B; stdin: {args.stdin_mib} MiB)")
     for key, values in figures.items():
