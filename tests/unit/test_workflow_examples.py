@@ -174,3 +174,11 @@ def test_deforestation(tmp_path: Path, busybox_path: str) -> None:
                 f"deforested_ha={lost * 0.09:.2f}\nforest_loss_pct={100 * lost / forest0:.2f}\n")
     assert results["deforestation.txt"].decode() == expected
     assert lost > 50 and regrown > 0  # the data tells the story it was made for
+
+
+def test_the_example_in_the_docs_validates() -> None:
+    text = (ROOT / "docs" / "WORKFLOWS.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    loaded = load_workflow(block, "docs/WORKFLOWS.md")
+    assert validate_workflow(loaded.workflow, loaded.marks) == []
+    assert not loaded.workflow.job("count").service.is_any
