@@ -1,0 +1,263 @@
+"""The NAT-traversal facade the node wires in: detection, relays, punching, path choice.
+
+Why one facade: ``node.py`` should not know the five NAT parts.  It creates one
+``NatService`` over its transport, feeds it what the DHT learns (KRPC ``ip`` fields),
+asks it for ``status`` (for ``rnn status`` and the BEP 44 metadata) and calls
+``connect(peer, addrs, relays)`` to reach a peer by the best path.  Everything else runs
+here: identify observations on new direct connections, periodic checks of the local
+addresses (a change resets detection), relay service while we are public (or forced),
+reservations on the best relays while we are not, and re-punching relayed peers after a
+network change.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import fcntl
+import logging
+import socket
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from rnn_tui.errors import RnnError
+from rnn_tui.identity import PeerId
+from rnn_tui.nat.detect import (
+    DetectConfig,
+    DetectEvent,
+    ExternalAddressChanged,
+    LocalAddressesChanged,
+    NatDetector,
+    NatStatus,
+    NatTypeChanged,
+)
+from rnn_tui.nat.model import Addr, NatType, PathType, check_addr
+from rnn_tui.nat.punch_core import PunchConfig
+from rnn_tui.nat.punch_driver import HolePuncher, PunchOutcome
+from rnn_tui.nat.relay_core import RelayLimits
+from rnn_tui.nat.relay_driver import RelayClient, RelayRefused, RelayService
+from rnn_tui.nat.relay_manager import ActiveRelay, RelayManager
+from rnn_tui.transport import PeerConnected, PeerConnection, Transport, TransportEvent
+from rnn_tui.transport.messages import parse_addr
+from rnn_tui.util.tasks import TaskManager
+
+__all__ = ["NatService", "NatSettings", "interface_addresses"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class NatSettings:
+    relay_enabled: bool | None = None  # None: offer relay service while we are PUBLIC
+    relay_limits: RelayLimits = field(default_factory=RelayLimits)
+    relays_wanted: int = 2
+    punch: PunchConfig = field(default_factory=PunchConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    check_interval: float = 60.0  # local addresses, expiry of observations, relay renewals
+    direct_dial_timeout: float = 3.0
+
+
+def interface_addresses(port: int) -> list[Addr]:
+    """Our IPv4 interface addresses (no loopback) with ``port``; no packet is sent.
+
+    Linux only (SIOCGIFADDR); elsewhere it returns [] and the node relies on observations.
+    """
+    out: list[Addr] = []
+    try:
+        names = [name for _, name in socket.if_nameindex()]
+    except OSError:
+        return out
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for name in names:
+            try:
+                req = struct.pack("256s", name.encode()[:15])
+                res = fcntl.ioctl(s.fileno(), 0x8915, req)  # SIOCGIFADDR
+            except OSError:
+                continue
+            ip = socket.inet_ntoa(array.array("B", res[20:24]).tobytes())
+            if not ip.startswith("127."):
+                out.append((ip, port))
+    return out
+
+
+class NatService:
+    def __init__(self, transport: Transport, settings: NatSettings | None = None, *,
+                 local_addrs: Callable[[], Sequence[Addr]] | None = None,
+                 on_change: Callable[[NatStatus, list[ActiveRelay]], None] = lambda s, r: None
+                 ) -> None:
+        self.transport = transport
+        self.settings = settings or NatSettings()
+        self._local_addrs = local_addrs or (
+            lambda: interface_addresses(transport.endpoint.local_addr[1]))
+        self.on_change = on_change
+        self.detector = NatDetector(self.settings.detect)
+        self.relay_client = RelayClient(transport)
+        self.relays = RelayManager(transport, self.relay_client, want=self.settings.relays_wanted,
+                                   on_change=lambda active: self._changed())
+        self.puncher = HolePuncher(transport, addresses=self.candidate_addrs,
+                                   nat_type=lambda: self.detector.status.nat_type,
+                                   config=self.settings.punch)
+        self.relay_service: RelayService | None = None
+        self._loop = asyncio.get_running_loop()
+        self._tasks = TaskManager("nat")
+        transport.add_listener(self._on_transport_event)
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        if self.settings.relay_enabled:
+            self._enable_relay()
+
+        async def check() -> None:
+            self.check()
+        self._tasks.every("check", self.settings.check_interval, check, delay=0.0)
+
+    async def close(self) -> None:
+        await self._tasks.shutdown()
+        await self.relays.close()
+        await self.puncher.close()
+        if self.relay_service is not None:
+            self.relay_service.close()
+
+    # -- inputs from the node --------------------------------------------------------
+    def observe(self, reporter: Addr, observed: Addr, source: str = "krpc") -> None:
+        """A peer at ``reporter`` saw us at ``observed`` (KRPC ``ip``, BEP 42)."""
+        self.detector.observe(reporter, observed, self._loop.time(), source)
+        self._drain()
+
+    def dial_back(self, prober: Addr) -> None:
+        """A peer reached us unsolicited at our external address (we are reachable)."""
+        self.detector.dial_back(prober, self._loop.time())
+        self._drain()
+
+    def add_relay_candidates(self, candidates: Sequence[tuple[Addr, PeerId]]) -> None:
+        self.relays.add_candidates(candidates)
+
+    def check(self) -> None:
+        """Periodic, and on socket errors: local addresses, expiries, relays."""
+        now = self._loop.time()
+        self.detector.set_local_addrs(self._local_addrs(), now)
+        self.detector.handle_timer(now)
+        self._drain()
+        if self.detector.status.nat_type not in (NatType.PUBLIC,) and \
+                not self._tasks.is_running("relays"):
+            self._tasks.spawn("relays", self.relays.refresh())
+
+    # -- outputs ---------------------------------------------------------------------
+    @property
+    def status(self) -> NatStatus:
+        return self.detector.status
+
+    def candidate_addrs(self) -> list[Addr]:
+        """What we offer a peer to punch to: the agreed external address, then LAN ones."""
+        st = self.detector.status
+        out: list[Addr] = []
+        port = self.transport.endpoint.local_addr[1]
+        if st.external is not None:
+            out.append(st.external)
+        elif st.external_ip is not None:
+            out.append((st.external_ip, port))
+        out += [a for a in self._local_addrs() if a not in out]
+        return out
+
+    def metadata(self) -> dict[str, object]:
+        """The NAT part of our BEP 44 metadata."""
+        st = self.detector.status
+        return {"nat": st.nat_type.value,
+                "addrs": [f"{h}:{p}" for h, p in self.candidate_addrs()],
+                "relays": [{"id": r.peer.hex, "addr": f"{r.addr[0]}:{r.addr[1]}"}
+                           for r in self.relays.active]}
+
+    def path_type(self, conn: PeerConnection) -> PathType:
+        return self.relay_client.path_type(conn)
+
+    # -- reaching a peer -------------------------------------------------------------
+    async def connect(self, peer: PeerId, addrs: Sequence[Addr],
+                      relays: Sequence[tuple[Addr, PeerId]]) -> tuple[PeerConnection, PathType]:
+        """The best path to ``peer``: direct dial, else relayed then punched.
+
+        Raises ``RnnError`` naming every path tried when none works.
+        """
+        existing = self.puncher.direct_connection(peer) or self.transport.connection_to(peer)
+        if existing is not None:
+            return existing, PathType.DIRECT
+        errors: list[str] = []
+        for addr in addrs:
+            if check_addr(addr) is None:
+                continue
+            try:
+                conn = await self.transport.dial(addr, expected_peer_id=peer,
+                                                 timeout=self.settings.direct_dial_timeout)
+                return conn, PathType.DIRECT
+            except RnnError as exc:
+                errors.append(f"direct {addr[0]}:{addr[1]}: {exc}")
+        for relay_addr, relay_id in relays:
+            try:
+                relay_conn = self.transport.connection_to(relay_id) or await self.transport.dial(
+                    relay_addr, expected_peer_id=relay_id,
+                    timeout=self.settings.direct_dial_timeout)
+                relayed = await self.relay_client.dial_via(relay_conn, peer)
+            except (RnnError, RelayRefused) as exc:
+                errors.append(f"via relay {relay_id.short}: {exc}")
+                continue
+            outcome = await self.puncher.punch(relayed)
+            if outcome.path is PathType.DIRECT and outcome.connection is not None:
+                return outcome.connection, PathType.DIRECT
+            return relayed, PathType.RELAYED
+        raise RnnError(f"cannot reach {peer.short}: " + ("; ".join(errors) or "no address"))
+
+    async def punch(self, conn: PeerConnection) -> PunchOutcome:
+        return await self.puncher.punch(conn)
+
+    # -- internals -------------------------------------------------------------------
+    def _on_transport_event(self, event: TransportEvent) -> None:
+        if isinstance(event, PeerConnected) and self.path_type(event.connection) \
+                is PathType.DIRECT:
+            self._tasks.spawn(f"identify:{event.peer_id.short}",
+                              self._identify(event.connection), replace=True)
+
+    async def _identify(self, conn: PeerConnection) -> None:
+        try:
+            reply = await self.transport.identify(conn, timeout=5.0)
+            observed = check_addr(parse_addr(reply.observed_addr))
+        except (RnnError, ValueError) as exc:
+            log.debug("identify with %s failed: %s", conn.peer_id, exc)
+            return
+        if observed is not None:
+            self.detector.observe(conn.remote_addr, observed, self._loop.time(), "identify")
+            self._drain()
+
+    def _drain(self) -> None:
+        changed = False
+        while (ev := self.detector.next_event()) is not None:
+            changed |= self._handle(ev)
+        if changed:
+            self._changed()
+
+    def _handle(self, ev: DetectEvent) -> bool:
+        if isinstance(ev, NatTypeChanged):
+            log.info("NAT type %s -> %s", ev.old.value, ev.new.value)
+            if ev.new is NatType.PUBLIC and self.settings.relay_enabled is None:
+                self._enable_relay()
+            return True
+        if isinstance(ev, ExternalAddressChanged | LocalAddressesChanged):
+            log.info("network change: %s", ev)
+            self._repunch_relayed()
+            return True
+        return False
+
+    def _enable_relay(self) -> None:
+        if self.relay_service is None:
+            self.relay_service = RelayService(self.transport, self.settings.relay_limits)
+
+    def _repunch_relayed(self) -> None:
+        for conn in self.relay_client.relayed_connections():
+            if conn.peer_id is not None:
+                self._tasks.spawn(f"repunch:{conn.peer_id.short}", self.puncher.punch(conn),
+                                  replace=True)
+
+    def _changed(self) -> None:
+        try:
+            self.on_change(self.detector.status, self.relays.active)
+        except Exception:
+            log.exception("NAT on_change callback failed")

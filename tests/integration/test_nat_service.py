@@ -1,0 +1,106 @@
+"""NatService on loopback: detection from identify, relay service when public, best path."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+from transport_helpers import settings
+
+from rnn_tui.identity import Identity
+from rnn_tui.nat.model import NatType, PathType
+from rnn_tui.nat.punch_core import PunchConfig
+from rnn_tui.nat.relay_driver import RelayService
+from rnn_tui.nat.service import NatService, NatSettings, interface_addresses
+from rnn_tui.transport import Transport
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
+
+
+@contextlib.asynccontextmanager
+async def nodes(*hosts: str) -> AsyncIterator[list[Transport]]:
+    """Transports on distinct loopback addresses, so each is a distinct reporter IP."""
+    ts = [Transport(Identity.generate(), settings=settings()) for _ in hosts]
+    try:
+        for t, host in zip(ts, hosts, strict=True):
+            await t.start(host, 0)
+        yield ts
+    finally:
+        for t in ts:
+            await t.close()
+
+
+async def eventually(predicate, timeout: float = 10) -> None:  # type: ignore[no-untyped-def]  # noqa: ASYNC109
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while loop.time() < end:
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"condition not met within {timeout:g}s")
+
+
+async def test_identify_from_two_peers_classifies_and_dial_back_makes_us_a_relay() -> None:
+    async with nodes("127.0.0.1", "127.0.0.2", "127.0.0.3") as (me, p1, p2):
+        changes = []
+        port = me.endpoint.local_addr[1]
+        svc = NatService(me, NatSettings(check_interval=3600),
+                         local_addrs=lambda: [("127.0.0.1", port)],
+                         on_change=lambda status, relays: changes.append(status.nat_type))
+        svc.start()
+        await me.dial(p1.endpoint.local_addr, p1.identity.peer_id)
+        assert svc.status.nat_type is NatType.UNKNOWN or svc.status.reporters <= 1
+        await me.dial(p2.endpoint.local_addr, p2.identity.peer_id)
+        await eventually(lambda: svc.status.nat_type is NatType.EIM)
+        assert svc.status.external == ("127.0.0.1", port)
+        assert svc.relay_service is None, "no relay service before we are known reachable"
+        svc.dial_back(("127.0.0.4", 9))
+        assert svc.status.nat_type is NatType.PUBLIC and svc.relay_service is not None
+        assert changes[-1] is NatType.PUBLIC
+        assert svc.metadata()["nat"] == "public"
+        await svc.close()
+
+
+async def test_connect_goes_relayed_then_direct_and_names_every_failed_path() -> None:
+    async with nodes("127.0.0.1", "127.0.0.2", "127.0.0.3") as (a, relay, b):
+        RelayService(relay)
+        fast = NatSettings(check_interval=3600, punch=PunchConfig(linger=0.2),
+                           direct_dial_timeout=1.0)
+        svc_a = NatService(a, fast, local_addrs=lambda: [a.endpoint.local_addr])
+        svc_b = NatService(b, fast, local_addrs=lambda: [b.endpoint.local_addr])
+        svc_b.add_relay_candidates([(relay.endpoint.local_addr, relay.identity.peer_id)])
+        svc_b.start()
+        await eventually(lambda: len(svc_b.relays.active) == 1)
+        assert svc_b.metadata()["relays"][0]["id"] == relay.identity.peer_id.hex
+        conn, path = await svc_a.connect(
+            b.identity.peer_id, addrs=[],
+            relays=[(relay.endpoint.local_addr, relay.identity.peer_id)])
+        assert path is PathType.DIRECT and conn.peer_id == b.identity.peer_id
+        assert conn.remote_addr == b.endpoint.local_addr
+        with pytest.raises(Exception, match="cannot reach") as info:
+            await svc_a.connect(Identity.generate().peer_id, addrs=[],
+                                relays=[(relay.endpoint.local_addr, relay.identity.peer_id)])
+        assert "no reservation" in str(info.value)
+        await svc_a.close()
+        await svc_b.close()
+
+
+async def test_a_new_local_address_resets_detection() -> None:
+    async with nodes("127.0.0.1", "127.0.0.2", "127.0.0.3") as (me, p1, p2):
+        addrs = [("127.0.0.1", me.endpoint.local_addr[1])]
+        svc = NatService(me, NatSettings(check_interval=3600), local_addrs=lambda: addrs)
+        svc.check()
+        await me.dial(p1.endpoint.local_addr, p1.identity.peer_id)
+        await me.dial(p2.endpoint.local_addr, p2.identity.peer_id)
+        await eventually(lambda: svc.status.nat_type is NatType.EIM)
+        addrs[:] = [("127.0.0.9", 4242)]
+        svc.check()
+        assert svc.status.nat_type is NatType.UNKNOWN and svc.status.external is None
+        await svc.close()
+
+
+def test_interface_addresses_skip_loopback() -> None:
+    for ip, port in interface_addresses(30609):
+        assert not ip.startswith("127.") and port == 30609
