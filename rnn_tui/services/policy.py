@@ -41,6 +41,9 @@ class ExecutorPolicy:
     network: str = "bridge"
     max_output_bytes: int = 4 * GiB
     max_concurrent_jobs: int = 4
+    #: May peers other than the owner replace the image's command?  Off: a service is the
+    #: program its owner published, not a shell in their image.
+    allow_command_override: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +58,7 @@ class JobLimits:
 
 
 def decide(service: Service, requester: PeerId, policy: ExecutorPolicy,
-           timeout_s: int | None = None) -> JobLimits:
+           timeout_s: int | None = None, *, overrides_command: bool = False) -> JobLimits:
     """The job's limits, or ``JobRefused`` with a reason the requester can read."""
     vis = service.visibility
     if not vis.admits(requester, service.owner):
@@ -66,6 +69,9 @@ def decide(service: Service, requester: PeerId, policy: ExecutorPolicy,
     if service.kind is not ServiceKind.DOCKER:
         raise JobRefused(f"service {service.name!r} is a {service.kind.value} service; "
                          f"only DOCKER services run in containers")
+    if overrides_command and requester != service.owner and not policy.allow_command_override:
+        raise JobRefused(f"service {service.name!r} runs its own command; this executor does "
+                         f"not let other peers replace it")
     req = service.requirements
     for field, need, cap in (("cpu_millis", req.cpu_millis, policy.max_cpu_millis),
                              ("memory_bytes", req.memory_bytes, policy.max_memory_bytes),

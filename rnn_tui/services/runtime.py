@@ -355,7 +355,13 @@ class DockerRuntime:
     async def run(self, request: JobRequest) -> JobResult:
         """Run a job to its end.  Raises ``JobRefused`` before anything starts if refused."""
         service = request.service
-        limits = decide(service, request.requester, self.policy, request.timeout_s)
+        limits = decide(service, request.requester, self.policy, request.timeout_s,
+                        overrides_command=request.command is not None)
+        if request.mounts is not None:
+            unknown = sorted(set(request.mounts) - {i.path for i in service.mounts()})
+            if unknown:
+                raise ServiceError(f"job {request.job_id}: service {service.name!r} has no MOUNT "
+                                   f"at {', '.join(unknown)}")
         if request.stdin is not None and not service.has_interface(InterfaceType.STDIN):
             raise ServiceError(f"service {service.name!r} has no STDIN interface")
         if request.job_id in self._cancels:

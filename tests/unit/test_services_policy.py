@@ -69,6 +69,14 @@ def test_timeout_is_the_smallest_of_service_policy_and_request() -> None:
         decide(service, OWNER, ExecutorPolicy(), timeout_s=0)
 
 
+def test_only_the_owner_replaces_the_command_unless_allowed() -> None:
+    with pytest.raises(JobRefused, match="not let other peers replace it"):
+        decide(svc(), STRANGER, ExecutorPolicy(), overrides_command=True)
+    assert decide(svc(), OWNER, ExecutorPolicy(), overrides_command=True)
+    assert decide(svc(), STRANGER, ExecutorPolicy(allow_command_override=True), overrides_command=True)
+    assert decide(svc(), STRANGER, ExecutorPolicy())
+
+
 def test_data_services_do_not_run_in_containers() -> None:
     with pytest.raises(JobRefused, match="DATA"):
         decide(svc(kind=ServiceKind.DATA), OWNER, ExecutorPolicy())
@@ -102,3 +110,17 @@ def test_demux_byte_by_byte_equals_all_at_once() -> None:
         else:
             merged.append((stream, payload))
     assert [(s, p) for s, p in merged if p] == [(s, p) for s, p in whole if p]
+
+
+async def test_runtime_refuses_before_touching_the_engine(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from rnn_tui.errors import ServiceError
+    from rnn_tui.services.runtime import DockerRuntime, JobRequest
+
+    runtime = DockerRuntime(OWNER, tmp_path / "jobs")  # no engine is contacted below
+    with pytest.raises(ServiceError, match="no MOUNT at /nope"):
+        await runtime.run(JobRequest("j1", svc(), OWNER, mounts=frozenset({"/nope"})))
+    with pytest.raises(JobRefused, match="private"):
+        await runtime.run(JobRequest("j2", svc(Visibility(VisibilityMode.PRIVATE)), STRANGER))
+    with pytest.raises(ServiceError, match="job id"):
+        await runtime.run(JobRequest("../escape", svc(), OWNER))
+    assert not (tmp_path / "jobs").exists() or not any((tmp_path / "jobs").iterdir())
