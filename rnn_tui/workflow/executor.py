@@ -1,0 +1,475 @@
+"""The executor side of a workflow: answer requests, run jobs in Docker, ship outputs, sign.
+
+Why it lives apart from the requester's orchestrator: a node is an executor for other
+peers' runs and a requester for its own, and the two never share state.  The executor trusts
+nothing it is told beyond what the transport proved (who is asking) and what it checks
+itself (its own services, its policy, its capacity, the routing it was given).
+
+Life of a job here::
+
+    RequestJob  → checks (enabled, capacity, service exists, policy.decide, visibility)
+                  → JobAccepted (a workspace is reserved) | JobRefused(reason)
+    inputs      ← XferOffer from upstream executors, landed in the workspace: STDIN as a file
+                  fed to the container, MOUNT files in their (read-only) input directories
+    StartJob    → inputs checked against the routing; RUNNING; DockerRuntime.run (or a DATA
+                  service's file); outputs hashed; a signed receipt; JobExited; outputs
+                  pushed straight to the next executors (or the requester for ``self``);
+                  OutputsDelivered
+    CancelJob   → container stopped, transfers dropped, workspace removed
+    ReleaseJob  → the run is over: the kept outputs are removed
+
+A heartbeat goes to the requester for every job held, so it notices a dead executor; if the
+requester stays unreachable for ``orphan_after`` heartbeats, the job is cancelled here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import posixpath
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from rnn_tui.errors import RnnError, ServiceError, WorkflowError
+from rnn_tui.identity.keys import Identity, PeerId
+from rnn_tui.services.model import Interface, InterfaceType, MountDirection, Service, ServiceKind
+from rnn_tui.services.policy import ExecutorPolicy, JobRefused, decide
+from rnn_tui.services.runtime import DockerRuntime, JobOutcome, JobRequest, OutputChunk, Workspace
+from rnn_tui.transport.session import PeerConnection
+from rnn_tui.util.tasks import TaskManager
+from rnn_tui.workflow import messages as wm
+from rnn_tui.workflow.receipts import Digest, Receipt, sign_receipt
+from rnn_tui.workflow.transfer import PathEscape, confine_path, hash_file
+from rnn_tui.workflow.transfer_driver import Landing, TransferService, transfer_id_for
+from rnn_tui.workflow.wire import WfCommand, WfLog, WfReceipt, WfReply, WfReport, XferOffer
+
+__all__ = ["ExecutorService", "ExecutorSettings"]
+
+log = logging.getLogger(__name__)
+Connect = Callable[[PeerId], Awaitable[PeerConnection]]
+GetService = Callable[[str], Awaitable[Service]]
+STDIN_FILE = "stdin.in"
+MAX_LOG_LINE = 4096
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorSettings:
+    enabled: bool = True
+    heartbeat_s: float = 5.0
+    max_reservations: int = 16
+    orphan_after: int = 12
+
+
+@dataclass(slots=True)
+class _Input:
+    peer: PeerId
+    source_job: str
+    target: str
+    size: int
+    sha256: str
+    path: Path
+
+
+@dataclass(eq=False, slots=True)
+class _Held:
+    requester: PeerId
+    request: wm.RequestJob
+    service: Service
+    workspace: Workspace
+    state: str = "accepted"      # accepted | running | delivering | done | cancelled
+    inputs: dict[int, _Input] = field(default_factory=dict)
+    outputs: dict[str, tuple[Path, int, str]] = field(default_factory=dict)
+    routes: tuple[wm.OutputRoute, ...] = ()
+    silent: int = 0
+    partial: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def job_id(self) -> str:
+        return self.workspace.root.name
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.request.run_id, self.request.job)
+
+
+def _with_mounts(service: Service, mounts: tuple[tuple[str, MountDirection], ...]) -> Service:
+    """The service plus the mounts the workflow declares for this job (only job dirs bind)."""
+    have = {i.path for i in service.mounts()}
+    extra = tuple(Interface(InterfaceType.MOUNT, path, direction)
+                  for path, direction in mounts if path not in have)
+    return replace(service, interfaces=service.interfaces + extra) if extra else service
+
+
+def _mount_target(ws: Workspace, key: str, file: str | None) -> tuple[Path, str, MountDirection]:
+    """``MOUNT:/data/in`` + ``a.csv`` → (host dir of the mount, ``a.csv``, direction)."""
+    path = key.split(":", 1)[1]
+    for cpath, host, direction in sorted(ws.items(), key=lambda i: -len(i[0])):
+        if path == cpath or path.startswith(cpath.rstrip("/") + "/"):
+            rel = path[len(cpath):].strip("/")
+            name = posixpath.join(rel, file) if file else rel
+            if not name:
+                raise WorkflowError(f"{key}: name a file inside the mount (a 'file:' for it)")
+            return host, name, direction
+    raise WorkflowError(f"{key} is not inside any mount of this job")
+
+
+class ExecutorService:
+    """Runs other peers' jobs on this node (see the module docstring)."""
+
+    def __init__(self, identity: Identity, get_service: GetService, runtime: DockerRuntime,
+                 policy: ExecutorPolicy, transfers: TransferService, connect: Connect,
+                 existing: Callable[[PeerId], PeerConnection | None],
+                 settings: ExecutorSettings | None = None) -> None:
+        self.identity = identity
+        self.get_service = get_service
+        self.runtime = runtime
+        self.policy = policy
+        self.transfers = transfers
+        self.connect = connect
+        self.existing = existing
+        self.settings = settings or ExecutorSettings()
+        self.tasks = TaskManager("executor")
+        self._held: dict[tuple[str, str], _Held] = {}
+
+    def install(self, handlers: object) -> None:
+        handlers.on_request(WfCommand, self._on_command)  # type: ignore[attr-defined]
+
+    async def start(self) -> None:
+        self.tasks.every("heartbeat", self.settings.heartbeat_s, self._heartbeat)
+
+    async def close(self) -> None:
+        for held in list(self._held.values()):
+            await self._drop(held, "the executor node is shutting down")
+        await self.tasks.shutdown()
+
+    @property
+    def held_count(self) -> int:
+        return len(self._held)
+
+    # ------------------------------------------------------------------ commands
+    async def _on_command(self, conn: PeerConnection, msg: WfCommand) -> WfReply:
+        peer = conn.peer_id
+        assert peer is not None
+        cmd = msg.command
+        if isinstance(cmd, wm.RequestJob):
+            return WfReply(await self._request(peer, cmd))
+        held = self._held.get((cmd.run_id, cmd.job))
+        if held is None or held.requester != peer:
+            if isinstance(cmd, wm.CancelJob | wm.ReleaseJob):
+                return WfReply()  # already gone; nothing to undo
+            raise WorkflowError(f"no job {cmd.job!r} of run {cmd.run_id} is held here for you")
+        if cmd.attempt != held.request.attempt:
+            raise WorkflowError(f"job {cmd.job!r}: attempt {cmd.attempt} is not the one held "
+                                f"({held.request.attempt})")
+        if isinstance(cmd, wm.StartJob):
+            if held.state != "accepted":
+                raise WorkflowError(f"job {cmd.job!r} already started")
+            held.state = "running"
+            held.routes = cmd.outputs
+            self.tasks.spawn(f"run:{held.job_id}", self._run(held, cmd))
+        elif isinstance(cmd, wm.DeliverOutputs):
+            self.tasks.spawn(f"deliver:{held.job_id}:{cmd.delivery}",
+                             self._deliver(held, cmd.outputs, cmd.delivery))
+        elif isinstance(cmd, wm.CancelJob):
+            await self._drop(held, cmd.reason)
+        elif isinstance(cmd, wm.ReleaseJob):
+            await self._drop(held, "released")
+        return WfReply()
+
+    async def _request(self, requester: PeerId, cmd: wm.RequestJob) -> wm.Report:
+        def refuse(reason: str) -> wm.JobRefused:
+            log.info("refused job %s of run %s for %s: %s", cmd.job, cmd.run_id,
+                     requester.short, reason)
+            return wm.JobRefused(cmd.run_id, cmd.job, cmd.attempt, reason)
+
+        if not self.settings.enabled:
+            return refuse("this node does not run jobs for others (executor.enabled is off)")
+        old = self._held.get((cmd.run_id, cmd.job))
+        if old is not None:
+            if old.requester != requester:
+                return refuse("that run id is in use by another requester")
+            await self._drop(old, f"superseded by attempt {cmd.attempt}")
+        if len(self._held) >= self.settings.max_reservations:
+            return refuse(f"executor busy: {len(self._held)} jobs held, at most "
+                          f"{self.settings.max_reservations}")
+        try:
+            service = _with_mounts(await self.get_service(cmd.service), cmd.mounts)
+        except ServiceError:
+            return refuse(f"no service {cmd.service!r} here")
+        try:
+            if service.kind is ServiceKind.DATA:
+                if not service.visibility.admits(requester, service.owner):
+                    return refuse(f"service {service.name!r} is not visible to you")
+                if not service.data_path or not await asyncio.to_thread(os.path.isfile,
+                                                                       service.data_path):
+                    return refuse(f"data service {service.name!r} has no file to serve")
+            else:
+                timeout = None if cmd.timeout_s is None else max(1, math.ceil(cmd.timeout_s))
+                decide(service, requester, self.policy, timeout)
+        except JobRefused as exc:
+            return refuse(exc.reason)
+        job_id = _SAFE.sub("_", f"{cmd.run_id}-{cmd.job}-{cmd.attempt}")[:120]
+        try:
+            ws = await asyncio.to_thread(self.runtime.workspace, job_id, service)
+        except (RnnError, OSError) as exc:
+            return refuse(f"cannot prepare a workspace: {exc}")
+        self._held[(cmd.run_id, cmd.job)] = _Held(requester, cmd, service, ws)
+        log.info("accepted job %s of run %s from %s (service %s)", cmd.job, cmd.run_id,
+                 requester.short, service.name)
+        return wm.JobAccepted(cmd.run_id, cmd.job, cmd.attempt)
+
+    # ------------------------------------------------------------------ inputs
+    async def accept_input(self, peer: PeerId, offer: XferOffer) -> Landing:
+        """Where an upstream executor's output lands, or ``WorkflowError`` with the reason."""
+        held = self._held.get((offer.run_id, offer.target_job or ""))
+        if held is None:
+            raise WorkflowError(f"output not in the routing: no job {offer.target_job!r} of "
+                                f"run {offer.run_id} is held here")
+        if held.state != "accepted":
+            raise WorkflowError(f"job {offer.target_job!r} already started; inputs are closed")
+        target = offer.target or ""
+        if target == "STDIN":
+            if not held.service.has_interface(InterfaceType.STDIN):
+                raise WorkflowError(f"service {held.service.name!r} has no STDIN")
+            root, name = held.workspace.root / "stdin", STDIN_FILE
+        elif target.startswith("MOUNT:"):
+            root, name, direction = _mount_target(held.workspace, target, offer.offer.name
+                                                  if self._is_dir_target(held, target) else None)
+            if direction is MountDirection.OUTPUT:
+                raise WorkflowError(f"{target} is an OUTPUT mount; it takes no input")
+        else:
+            raise WorkflowError(f"{target!r} is not an input interface")
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        connection = offer.connection
+
+        def done(size: int, sha: str) -> None:
+            path = confine_path(root, name)
+            held.inputs[connection] = _Input(peer, offer.source_job, target, size, sha, path)
+
+        return Landing(root, name, self.policy.max_output_bytes, done)
+
+    @staticmethod
+    def _is_dir_target(held: _Held, target: str) -> bool:
+        path = target.split(":", 1)[1]
+        return any(i.path == path for i in held.service.mounts())
+
+    def _check_inputs(self, held: _Held, routes: tuple[wm.InputRoute, ...]) -> str:
+        """Why the received inputs do not match the routing, or ``""``."""
+        wanted = {r.connection: r for r in routes}
+        for connection, got in list(held.inputs.items()):
+            route = wanted.get(connection)
+            if route is None or route.source_peer != got.peer or route.source_job != got.source_job:
+                log.warning("job %s: dropping input %d from %s: not in the routing",
+                            held.request.job, connection, got.peer.short)
+                with contextlib.suppress(OSError):
+                    got.path.unlink()
+                del held.inputs[connection]
+        for connection, route in wanted.items():
+            if connection not in held.inputs:
+                return (f"input {route.target} from job {route.source_job!r} on "
+                        f"{route.source_peer.short} was not received")
+        return ""
+
+    # ------------------------------------------------------------------ running
+    async def _run(self, held: _Held, cmd: wm.StartJob) -> None:
+        req = held.request
+        problem = self._check_inputs(held, cmd.inputs)
+        started = time.time()
+        if problem:
+            await self._exit(held, started, 125, problem)
+            return
+        await self._report(held, wm.JobStatusReported(req.run_id, req.job, req.attempt,
+                                                      wm.ExecState.RUNNING))
+        if held.service.kind is ServiceKind.DATA:
+            assert held.service.data_path is not None
+            held.outputs["STDOUT"] = (Path(held.service.data_path), 0, "")
+            code, reason = 0, ""
+        else:
+            code, reason = await self._run_container(held)
+        if held.state == "cancelled":
+            return
+        if code == 0:
+            reason = await self._collect_outputs(held)
+            if reason:
+                code = 125
+        await self._exit(held, started, code, reason)
+        if code == 0 and held.state != "cancelled":
+            await self._deliver(held, cmd.outputs, cmd.delivery)
+
+    async def _run_container(self, held: _Held) -> tuple[int, str]:
+        req = held.request
+        stdin_path = held.workspace.root / "stdin" / STDIN_FILE
+        request = JobRequest(
+            job_id=held.job_id, service=held.service, requester=held.requester,
+            stdin=stdin_path if stdin_path.is_file() else None,
+            command=req.args or None, env=dict(req.env),
+            timeout_s=None if req.timeout_s is None else max(1, math.ceil(req.timeout_s)),
+            on_output=lambda chunk: self._forward_output(held, chunk))
+        try:
+            result = await self.runtime.run(request)
+        except JobRefused as exc:
+            return 125, f"refused at start: {exc.reason}"
+        except RnnError as exc:
+            return 125, str(exc)
+        self._flush_partial(held)
+        held.outputs["STDOUT"] = (result.stdout_path, 0, "")
+        held.outputs["STDERR"] = (result.stderr_path, 0, "")
+        if result.logs_path is not None:
+            held.outputs["LOGS"] = (result.logs_path, 0, "")
+        if result.outcome is JobOutcome.COMPLETED:
+            return 0, ""
+        code = result.exit_code if result.exit_code not in (None, 0) else 1
+        assert code is not None
+        if result.outcome is JobOutcome.TIMED_OUT:
+            code = 124
+        return code, result.explanation
+
+    async def _collect_outputs(self, held: _Held) -> str:
+        """Find and hash every output a route ships; ``""`` or why one is missing."""
+        for route in held.routes:
+            if route.source in held.outputs or not route.source.startswith("MOUNT:"):
+                continue
+            try:
+                root, name, _direction = _mount_target(held.workspace, route.source, None)
+                path = confine_path(root, name)
+            except (WorkflowError, PathEscape) as exc:
+                return f"output {route.source}: {exc}"
+            if not path.is_file():
+                return f"output {route.source} was not written by the job"
+            held.outputs[route.source] = (path, 0, "")
+        for source, (path, _size, _sha) in list(held.outputs.items()):
+            try:
+                size, digest = await asyncio.to_thread(hash_file, path)
+            except OSError as exc:
+                return f"output {source}: {exc.strerror}"
+            held.outputs[source] = (path, size, digest.hex())
+        return ""
+
+    async def _exit(self, held: _Held, started: float, code: int, reason: str) -> None:
+        req = held.request
+        held.state = "delivering" if code == 0 else "done"
+        service = held.service
+        receipt = Receipt(
+            run_id=req.run_id, job=req.job, attempt=req.attempt, requester=held.requester,
+            executor=self.identity.peer_id, service_id=service.id, service_name=service.name,
+            image_digest=service.image_digest or service.content_hash or "",
+            inputs=tuple(Digest(f"{i.target}:{i.path.name}", i.size, i.sha256)
+                         for _, i in sorted(held.inputs.items())),
+            outputs=tuple(Digest(source, size, sha)
+                          for source, (_p, size, sha) in sorted(held.outputs.items())),
+            exit_code=code, started_ms=int(started * 1000), ended_ms=int(time.time() * 1000))
+        signed = sign_receipt(self.identity, receipt)
+        with contextlib.suppress(RnnError):
+            conn = await self.connect(held.requester)
+            await conn.request(WfReceipt(signed.body, signed.signature), timeout=10.0)
+        await self._report(held, wm.JobExited(req.run_id, req.job, req.attempt, code, reason))
+
+    async def _deliver(self, held: _Held, routes: tuple[wm.OutputRoute, ...],
+                       delivery: int) -> None:
+        req = held.request
+
+        async def one(route: wm.OutputRoute) -> tuple[int, str] | None:
+            entry = held.outputs.get(route.source)
+            if entry is None:
+                return route.connection, f"{route.source} is not an output of this job"
+            path, size, sha = entry
+            name = route.file or _SAFE.sub("_", f"{req.job}-{route.source}")
+            tid = transfer_id_for(req.run_id, req.job, req.attempt, route.connection, delivery,
+                                  route.target_peer)
+            outcome = await self.transfers.send_file(
+                route.target_peer, path, transfer_id=tid, name=name, run_id=req.run_id,
+                source_job=req.job, attempt=req.attempt, connection=route.connection,
+                target_job=route.target_job, target=route.target,
+                known=(size, bytes.fromhex(sha)))
+            return None if outcome.ok else (route.connection, outcome.reason)
+
+        results = await asyncio.gather(*(one(r) for r in routes))
+        failed = tuple(r for r in results if r is not None)
+        digests = tuple(wm.OutputDigest(s, size, sha)
+                        for s, (_p, size, sha) in sorted(held.outputs.items()))
+        held.state = "done"
+        await self._report(held, wm.OutputsDelivered(req.run_id, req.job, req.attempt, delivery,
+                                                     digests, failed))
+
+    # ------------------------------------------------------------------ reporting
+    async def _report(self, held: _Held, report: wm.Report) -> None:
+        try:
+            conn = await self.connect(held.requester)
+            await conn.request(WfReport(report), timeout=10.0)
+        except RnnError as exc:
+            log.warning("could not report %s for job %s to %s: %s", type(report).__name__,
+                        held.request.job, held.requester.short, exc)
+
+    def _forward_output(self, held: _Held, chunk: OutputChunk) -> None:
+        """Live log lines to the requester (one-way, batched per read from the container)."""
+        text = held.partial.get(chunk.stream, "") + chunk.data.decode("utf-8", "replace")
+        lines = text.split("\n")
+        held.partial[chunk.stream] = lines.pop()[-MAX_LOG_LINE:]
+        self._send_lines(held, chunk.stream, lines)
+
+    def _flush_partial(self, held: _Held) -> None:
+        for stream, rest in held.partial.items():
+            if rest:
+                self._send_lines(held, stream, [rest])
+        held.partial.clear()
+
+    def _send_lines(self, held: _Held, stream: str, lines: list[str]) -> None:
+        if not lines:
+            return
+        req = held.request
+        # streamed jobs talk to a requester we are connected to; never block the job on it
+        for connection in self._open_connections(held.requester):
+            for start in range(0, len(lines), 500):
+                batch = tuple(line[:MAX_LOG_LINE] for line in lines[start:start + 500])
+                with contextlib.suppress(RnnError):
+                    connection.send(WfLog(req.run_id, req.job, req.attempt, stream.upper(), batch))
+            return
+
+    def _open_connections(self, peer: PeerId) -> list[PeerConnection]:
+        conn = self.existing(peer)
+        return [conn] if conn is not None and conn.is_open else []
+
+    async def _heartbeat(self) -> None:
+        for held in list(self._held.values()):
+            req = held.request
+            conns = self._open_connections(held.requester)
+            if not conns:
+                held.silent += 1
+                if held.silent >= self.settings.orphan_after:
+                    await self._drop(held, f"requester {held.requester.short} unreachable for "
+                                           f"{held.silent} heartbeats")
+                continue
+            held.silent = 0
+            if held.state == "done":
+                continue  # finished here; kept outputs wait for ReleaseJob
+            with contextlib.suppress(RnnError):
+                conns[0].send(WfReport(wm.Heartbeat(req.run_id, req.job, req.attempt)))
+
+    async def _drop(self, held: _Held, reason: str) -> None:
+        if self._held.get(held.key) is held:
+            del self._held[held.key]
+        previous, held.state = held.state, "cancelled"
+        root = held.workspace.root
+        self.transfers.abort_incoming(lambda landing: root in landing.root.parents
+                                      or landing.root == root, reason)
+        if previous == "running":
+            await self.runtime.cancel(held.job_id, reason)
+            self.tasks.spawn(f"discard:{held.job_id}", self._discard_later(held), replace=True)
+        else:
+            await asyncio.to_thread(self.runtime.discard_workspace, held.job_id)
+        log.info("dropped job %s of run %s: %s", held.request.job, held.request.run_id, reason)
+
+    async def _discard_later(self, held: _Held) -> None:
+        runner = f"run:{held.job_id}"
+        for _ in range(600):
+            if not self.tasks.is_running(runner):
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.to_thread(self.runtime.discard_workspace, held.job_id)
