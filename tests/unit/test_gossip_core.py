@@ -7,6 +7,8 @@ import random
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnn_tui.errors import LocalProtocolError
 from rnn_tui.gossip import (
@@ -512,3 +514,61 @@ def test_a_peer_cannot_claim_unbounded_topics() -> None:
     net.cores[1].receive(net.cores[0].peer_id, encode_frame(Frame(subscriptions=claims)), net.now)
     assert net.cores[1].counter("peer_topics_over_limit") == 10 - 2   # it already had TOPIC
     assert net.cores[1].topic_peers("t9") == frozenset()
+
+
+# ---------------------------------------------------------------------------- fuzzing
+
+_topics = st.sampled_from([TOPIC, "other", "x" * 128])
+_ids = st.binary(min_size=20, max_size=20)
+_frames = st.builds(
+    Frame,
+    subscriptions=st.lists(st.tuples(_topics, st.booleans()), max_size=3).map(tuple),
+    ihave=st.lists(st.tuples(_topics, st.lists(_ids, max_size=3).map(tuple)), max_size=2).map(tuple),
+    iwant=st.lists(_ids, max_size=3).map(tuple),
+    graft=st.lists(_topics, max_size=2).map(tuple),
+    prune=st.lists(st.tuples(_topics, st.integers(0, 86_400)), max_size=2).map(tuple),
+)
+_inputs = st.lists(
+    st.one_of(
+        st.tuples(st.just("frame"), st.integers(0, 2), _frames),
+        st.tuples(st.just("bytes"), st.integers(0, 2), st.binary(max_size=64)),
+        st.tuples(st.just("message"), st.integers(0, 2), st.tuples(st.integers(1, 5), st.booleans(),
+                                                                    st.integers(-200, 60))),
+        st.tuples(st.just("tick"), st.integers(0, 2), st.floats(0.1, 5.0)),
+        st.tuples(st.just("disconnect"), st.integers(0, 2), st.none()),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_inputs)
+def test_any_sequence_of_peer_inputs_keeps_the_core_consistent(inputs: list[tuple[str, int, object]]) -> None:
+    net = settled(4, GossipConfig(max_seen=20))
+    core = net.cores[3]
+    for kind, who, arg in inputs:
+        sender = net.cores[who]
+        if kind == "frame":
+            assert isinstance(arg, Frame)
+            core.receive(sender.peer_id, encode_frame(arg), net.now)
+        elif kind == "bytes":
+            assert isinstance(arg, bytes)
+            core.receive(sender.peer_id, arg, net.now)
+        elif kind == "message":
+            seq, forge, age = arg  # type: ignore[misc]
+            data, _ = forged_frame(net.ids[who], seq=seq, ts=net.now - age,
+                                   signer=net.ids[(who + 1) % 3] if forge else None)
+            core.receive(sender.peer_id, data, net.now)
+        elif kind == "tick":
+            net.now += float(arg)  # type: ignore[arg-type]
+            core.handle_timer(net.now)
+        else:
+            core.peer_disconnected(sender.peer_id, net.now)
+        core.messages_to_send()
+        while core.next_event() is not None:
+            pass
+        connected = core.connected_peers()
+        assert core.mesh_peers(TOPIC) <= connected
+        assert core.topic_peers(TOPIC) <= connected
+        assert core.stats().seen_cache <= 20
+        assert core.counter("delivered") <= core.counter("verified")
