@@ -124,29 +124,67 @@ class LtNode:
         return False
 
     async def put_mutable(self, signer: ExpandedKeySigner, value: bytes, salt: bytes) -> int:
-        self.session.dht_put_mutable_item(signer.expanded_secret, signer.public_key, value, salt)
+        """Put until at least one node stored it (a busy machine can slow libtorrent's lookup)."""
+        end = time.monotonic() + DEADLINE
+        stored = 0
+        while time.monotonic() < end and stored == 0:
+            self.session.dht_put_mutable_item(signer.expanded_secret, signer.public_key, value, salt)
 
-        def pick(alert: Any) -> Any:
-            if isinstance(alert, lt.dht_put_alert) and bytes(alert.public_key) == signer.public_key:
-                return int(alert.num_success)
-            return None
+            def pick(alert: Any) -> Any:
+                if isinstance(alert, lt.dht_put_alert) and bytes(alert.public_key) == signer.public_key:
+                    return int(alert.num_success)
+                return None
 
-        return int(await self.poll(pick, DEADLINE) or 0)
+            stored = int(await self.poll(pick, 15.0) or 0)
+        return stored
 
     async def put_immutable(self, value: bytes) -> bytes:
-        target = bytes(self.session.dht_put_immutable_item(value).to_bytes())
+        end = time.monotonic() + DEADLINE
+        while time.monotonic() < end:
+            target = bytes(self.session.dht_put_immutable_item(value).to_bytes())
 
-        def pick(alert: Any) -> Any:
-            if isinstance(alert, lt.dht_put_alert) and bytes(alert.target.to_bytes()) == target:
-                return int(alert.num_success)
-            return None
+            def pick(alert: Any, target: bytes = target) -> Any:
+                if isinstance(alert, lt.dht_put_alert) and bytes(alert.target.to_bytes()) == target:
+                    return int(alert.num_success)
+                return None
 
-        assert await self.poll(pick, DEADLINE)
-        return target
+            if await self.poll(pick, 15.0):
+                return target
+        raise AssertionError("libtorrent could not store the immutable item")
+
+    async def wait_routing(self, wanted: int) -> int:
+        """Poll libtorrent's routing table until it holds ``wanted`` nodes (or the deadline)."""
+        end = time.monotonic() + DEADLINE
+        size = 0
+        while time.monotonic() < end:
+            self.session.post_dht_stats()
+
+            def pick(alert: Any) -> Any:
+                if isinstance(alert, lt.dht_stats_alert):
+                    return sum(int(b["num_nodes"]) for b in alert.routing_table)
+                return None
+
+            size = int(await self.poll(pick, 5.0) or 0)
+            if size >= wanted:
+                break
+            await asyncio.sleep(0.2)
+        return size
 
     def close(self) -> None:
         self.session.pause()
         del self.session
+
+
+async def eventually(read: Callable[[], Any], expected: Any) -> Any:
+    """Await ``read()`` until it returns ``expected`` or the deadline passes; return the last."""
+    end = time.monotonic() + DEADLINE
+    got = None
+    while time.monotonic() < end:
+        got = await read()
+        if got == expected:
+            break
+        await asyncio.sleep(0.3)
+    return got
 
 
 @contextlib.asynccontextmanager
@@ -167,6 +205,8 @@ async def swarm(ours: int, theirs: int) -> AsyncIterator[tuple[list[DhtUdpEndpoi
         # Our nodes look the libtorrent ones up directly, then everyone refreshes.
         await nodes[0].node.bootstrap([n.addr for n in lts] + [nodes[1].addr])
         await asyncio.gather(*(n.node.bootstrap([lts[i % len(lts)].addr]) for i, n in enumerate(nodes)))
+        for lt_node in lts:
+            assert await lt_node.wait_routing(min(8, ours)) >= min(8, ours)
         yield nodes, lts
     finally:
         for node in nodes:
@@ -191,7 +231,8 @@ async def test_libtorrent_mutable_put_is_read_by_us(salt: bytes) -> None:
     async with swarm(8, 1) as (nodes, (lt_node,)):
         signer = ExpandedKeySigner.from_seed(os.urandom(32))
         assert await lt_node.put_mutable(signer, b"from-libtorrent", salt) >= 1
-        assert await nodes[6].node.get_mutable(signer.public_key, salt) == (b"from-libtorrent", 1)
+        assert await eventually(lambda: nodes[6].node.get_mutable(signer.public_key, salt),
+                                (b"from-libtorrent", 1)) == (b"from-libtorrent", 1)
 
 
 async def test_immutable_items_both_ways() -> None:
@@ -200,7 +241,8 @@ async def test_immutable_items_both_ways() -> None:
         assert target == immutable_target(b"immutable from rnn")
         assert await lt_node.get_immutable(target) == b"immutable from rnn"
         theirs = await lt_node.put_immutable(b"immutable from libtorrent")
-        assert await nodes[7].node.get_immutable(theirs) == b"immutable from libtorrent"
+        assert await eventually(lambda: nodes[7].node.get_immutable(theirs),
+                                b"immutable from libtorrent") == b"immutable from libtorrent"
 
 
 async def test_announce_and_get_peers_both_ways() -> None:
@@ -234,7 +276,9 @@ async def test_swarm_of_20_ours_and_2_libtorrent_every_operation_from_any_node()
 
             signer = ExpandedKeySigner.from_seed(os.urandom(32))
             assert await lt_node.put_mutable(signer, b"l%d" % round_no, b"") >= 1
-            assert await reader.node.get_mutable(signer.public_key) == (b"l%d" % round_no, 1)
+            key = signer.public_key
+            assert await eventually(lambda r=reader, k=key: r.node.get_mutable(k),
+                                    (b"l%d" % round_no, 1)) == (b"l%d" % round_no, 1)
 
             target = await writer.node.put_immutable(b"i%d" % round_no)
             assert await reader.node.get_immutable(target) == b"i%d" % round_no
