@@ -4,9 +4,9 @@ Three uses from the issue, one topic each so a node can subscribe to what it nee
 
 * ``rnn/services/1``: ``ServiceAnnouncement`` — add, update or remove one service,
   carrying the compact summary remote search needs (built by ``rnn_tui.services``);
-* ``rnn/peers/1``: ``PeerMetadataUpdate`` — new addresses/capabilities, a fast path
+* ``rnn/meta/1``: ``PeerMetadataUpdate`` — new addresses/capabilities, a fast path
   ahead of the hourly DHT republish;
-* ``rnn/lifecycle/1``: ``NodeLifecycle`` — a node started or is stopping.
+* ``rnn/events/1``: ``NodeLifecycle`` — a node started or is stopping.
 
 The gossip message's signature already proves the author, so payloads never repeat the
 author's id: whoever signed an announcement owns the service it describes.  Payloads are
@@ -43,8 +43,8 @@ __all__ = [
 ]
 
 TOPIC_SERVICES = "rnn/services/1"
-TOPIC_PEERS = "rnn/peers/1"
-TOPIC_LIFECYCLE = "rnn/lifecycle/1"
+TOPIC_PEERS = "rnn/meta/1"      # same names as rnn_tui.components.gossip
+TOPIC_LIFECYCLE = "rnn/events/1"
 
 _MAX_PAYLOAD = 64 * 1024
 
