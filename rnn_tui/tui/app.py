@@ -331,9 +331,11 @@ def run_app(facade: NodeFacade, readonly: bool = False, *, mouse: bool = True,
 
 def demo_main() -> int:
     """``python -m rnn_tui.tui.app``: the demo scene, live."""
+    import time as _time
+
     from rnn_tui.tui.demo import DemoNode
 
-    return run_app(DemoNode(live=True))
+    return run_app(DemoNode(live=True, clock=_time.time))
 
 
 if __name__ == "__main__":

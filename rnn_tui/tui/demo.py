@@ -160,6 +160,7 @@ class DemoNode:
         self.step_s = step_s
         self.clock = clock
         self.fail_start = fail_start
+        self.base = clock()  # the scene's "now": fixed in tests, the real time in --demo
         self.bus = EventBus(maxsize=10_000)
         self.tasks = TaskManager("demo-node")
         self._started = False
@@ -174,7 +175,7 @@ class DemoNode:
         for text in (DEMO_WORKFLOW_YAML, _DEFORESTATION_YAML):
             wf = load_workflow(text).workflow
             self._workflows[wf.name] = WorkflowInfo(wf.name, dump_workflow(wf), len(wf.jobs),
-                                                    DEMO_NOW - 3600, wf.description)
+                                                    self.base - 3600, wf.description)
         self._runs: dict[str, RunInfo] = {}
         self._logs: dict[str, list[LogLine]] = {}
         self._log_waiters: dict[str, asyncio.Event] = {}
@@ -184,24 +185,23 @@ class DemoNode:
         self._seed_runs()
 
     # --- scene ------------------------------------------------------------------------
-    @staticmethod
-    def _demo_peers() -> list[PeerInfo]:
+    def _demo_peers(self) -> list[PeerInfo]:
         return [
             PeerInfo(str(PEER_IDS[0].peer_id), ("198.51.100.7:30609",), False, 18.4,
-                     "public", 2, DEMO_NOW - 2, True, "rnn/0.1.0"),
+                     "public", 2, self.base - 2, True, "rnn/0.1.0"),
             PeerInfo(str(PEER_IDS[1].peer_id), ("203.0.113.20:41000",), False, 42.0,
-                     "endpoint-independent", 1, DEMO_NOW - 5, True, "rnn/0.1.0"),
+                     "endpoint-independent", 1, self.base - 5, True, "rnn/0.1.0"),
             PeerInfo(str(PEER_IDS[2].peer_id), ("relay:" + PEER_IDS[0].peer_id.short,), True,
-                     95.5, "symmetric", 1, DEMO_NOW - 12, True, "rnn/0.1.0"),
+                     95.5, "symmetric", 1, self.base - 12, True, "rnn/0.1.0"),
             PeerInfo(str(PEER_IDS[3].peer_id), ("192.0.2.44:30609",), False, 63.1,
-                     "endpoint-independent", 1, DEMO_NOW - 40, True, "rnn/0.1.0"),
+                     "endpoint-independent", 1, self.base - 40, True, "rnn/0.1.0"),
             PeerInfo(str(PEER_IDS[4].peer_id), ("192.0.2.99:30609",), False, None,
-                     "unknown", 0, DEMO_NOW - 900, False, "libtorrent/2.0"),
+                     "unknown", 0, self.base - 900, False, "libtorrent/2.0"),
         ]
 
     def _seed_runs(self) -> None:
-        run = RunRecord("r-0001", "pollinators", RunStatus.RUNNING, DEMO_NOW - 120,
-                        DEMO_NOW - 118)
+        run = RunRecord("r-0001", "pollinators", RunStatus.RUNNING, self.base - 120,
+                        self.base - 118)
         states = {"fetch": JobStatus.COMPLETED, "clean": JobStatus.COMPLETED,
                   "model": JobStatus.RUNNING, "report": JobStatus.IDLE}
         executors = {"fetch": SELF_ID, "clean": SELF_ID, "model": PEER_IDS[0],
@@ -209,24 +209,24 @@ class DemoNode:
         jobs = tuple(
             JobRecord("r-0001", name, state, 1, executors[name].peer_id,
                       exit_code=0 if state is JobStatus.COMPLETED else None,
-                      started_at=DEMO_NOW - 110 if state is not JobStatus.IDLE else None,
-                      ended_at=DEMO_NOW - 60 if state is JobStatus.COMPLETED else None)
+                      started_at=self.base - 110 if state is not JobStatus.IDLE else None,
+                      ended_at=self.base - 60 if state is JobStatus.COMPLETED else None)
             for name, state in states.items())
         self._runs["r-0001"] = RunInfo(run, jobs)
         lines = []
         for i, name in enumerate(("fetch", "clean", "model")):
             for k, (stream, text) in enumerate(_LOG_SCRIPT[name]):
-                lines.append(LogLine("r-0001", name, stream, text, DEMO_NOW - 110 + i * 20 + k))
+                lines.append(LogLine("r-0001", name, stream, text, self.base - 110 + i * 20 + k))
         self._logs["r-0001"] = lines
-        old = RunRecord("r-0000", "deforestation", RunStatus.FAILED, DEMO_NOW - 7200,
-                        DEMO_NOW - 7190, DEMO_NOW - 7000, "ndvi: exit code 2")
+        old = RunRecord("r-0000", "deforestation", RunStatus.FAILED, self.base - 7200,
+                        self.base - 7190, self.base - 7000, "ndvi: exit code 2")
         self._runs["r-0000"] = RunInfo(old, (
             JobRecord("r-0000", "tiles", JobStatus.COMPLETED, 1, PEER_IDS[3].peer_id, exit_code=0),
             JobRecord("r-0000", "ndvi", JobStatus.ERRORED, 1, PEER_IDS[2].peer_id, exit_code=2,
                       reason="exit code 2")))
         self._logs["r-0000"] = [
             LogLine("r-0000", "ndvi", LogStream.STDERR, "error: tile T31TEJ missing band B08",
-                    DEMO_NOW - 7001)]
+                    self.base - 7001)]
         self._run_counter = 1
 
     # --- lifecycle --------------------------------------------------------------------

@@ -44,6 +44,10 @@ YAML_DEBOUNCE_S = 0.3
 
 class EditorScreen(Screen[None]):
     DEFAULT_CSS = """
+    EditorScreen { overflow: hidden; }
+    EditorScreen #editor-tabs { height: 1fr; }
+    EditorScreen TabPane { height: 1fr; padding: 0; }
+    EditorScreen > Vertical { height: auto; }
     EditorScreen #problems { height: auto; max-height: 8; padding: 0 1; background: $panel; }
     EditorScreen #problems.-ok { color: $success; }
     EditorScreen #problems.-bad { color: $error; }
@@ -364,6 +368,12 @@ class EditorScreen(Screen[None]):
         self.saved_text = text
         self.app.runs_cache[run.run_id] = run  # type: ignore[attr-defined]
         self.app.open_run_graph(run.run_id)  # type: ignore[attr-defined]
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("save", "import", "run") and (
+                self.readonly or getattr(self.app, "readonly", False)):
+            return False
+        return True
 
     def _refuse_readonly(self) -> bool:
         if self.readonly or getattr(self.app, "readonly", False):

@@ -24,6 +24,7 @@ __all__ = ["LogsScreen"]
 
 class LogsScreen(Screen[None]):
     DEFAULT_CSS = """
+    LogsScreen { overflow: hidden; }
     LogsScreen #logs-title { height: 1; padding: 0 1; text-style: bold; background: $boost; }
     """
     BINDINGS = [Binding("escape,q", "close", "Back")]

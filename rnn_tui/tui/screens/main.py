@@ -62,6 +62,9 @@ def styled(value: str, status: object) -> Text:
 
 class MainScreen(Screen[None]):
     DEFAULT_CSS = """
+    MainScreen { overflow: hidden; }
+    MainScreen #panes { height: 1fr; }
+    MainScreen TabPane { height: 1fr; padding: 0; }
     MainScreen #jobs-title { height: 1; padding: 0 1; background: $boost; text-style: bold; }
     MainScreen #runs-table { height: 1fr; }
     MainScreen #jobs-table { height: 1fr; }

@@ -133,6 +133,11 @@ class FilterTable(Vertical):
         field.value = self.filter_term
         field.focus()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":
+            return self.has_class("-filtering") or bool(self.filter_term)
+        return True
+
     def action_clear_filter(self) -> None:
         self.filter_term = ""
         self.query_one(Input).value = ""

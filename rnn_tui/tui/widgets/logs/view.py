@@ -225,6 +225,12 @@ class LogView(Vertical, can_focus=False):
         field.value = self.filter_term
         field.focus()
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "clear_filter":
+            # Esc clears a filter; with none, it belongs to the screen (back).
+            return self.has_class("-filtering") or bool(self.filter_term)
+        return True
+
     def action_clear_filter(self) -> None:
         self.filter_term = ""
         self.remove_class("-filtering")

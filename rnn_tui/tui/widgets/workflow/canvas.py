@@ -149,10 +149,9 @@ def draw_layout(layout: Layout, *, selected: str | None = None,
                 _put(canvas, x0 + 1, y1, badge[: rect.width - 2], key)
             continue
         badge = box_badges.get(node_id, "")
-        sub = spec.subtitle
+        _put(canvas, x0 + 2, y0 + 1, spec.subtitle[: rect.width - 4], "subtitle")
         if badge:
-            sub = f"{badge} {sub}"
-        _put(canvas, x0 + 2, y0 + 1, sub[: rect.width - 4], base if badge else "subtitle")
+            _put(canvas, x0 + 2, y1, f" {badge} "[: rect.width - 4], base)
         for x in range(x0 + 1, x1):
             chars[y0 + 2][x] = g["h"]
             keys[y0 + 2][x] = key
@@ -160,7 +159,9 @@ def draw_layout(layout: Layout, *, selected: str | None = None,
         for side, ports in (("in", spec.inputs), ("out", spec.outputs)):
             for port in ports:
                 px, py = layout.ports[(node_id, side, port)]
-                mark = PORT_CONNECTED if (node_id, side, port) in connected else PORT_FREE
+                linked = (node_id, side, port) in connected or (
+                    side == "out" and port in spec.to_self)
+                mark = PORT_CONNECTED if linked else PORT_FREE
                 pkey = "port"
                 if is_sel and selected_port == (side, port):
                     pkey = "port.sel"
@@ -172,6 +173,9 @@ def draw_layout(layout: Layout, *, selected: str | None = None,
                     _put(canvas, px + 1, py, port, pkey)
                 else:
                     _put(canvas, px - len(port), py, port, pkey)
+                    if port in spec.to_self and not any(
+                            (px + k, py) in edge_key for k in range(1, 6)):
+                        _put(canvas, px + 1, py, "▷self", "edge")
     return canvas
 
 

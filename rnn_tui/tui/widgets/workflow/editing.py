@@ -238,13 +238,21 @@ def to_specs(workflow: Workflow, services: Mapping[str, ServiceInfo]
         boxes.append(BoxSpec(job.name, job.name, f"{job.service.service}@{where}",
                              p.inputs, p.outputs))
     edges: list[EdgeSpec] = []
+    to_self: dict[str, list[str]] = {}
     for c in workflow.connections:
+        if c.target is None and c.source.job in ports:
+            sp = port_for(c.source, ports[c.source.job].outputs)
+            if sp is not None:
+                to_self.setdefault(c.source.job, []).append(sp)
         if c.target is None or c.source.job not in ports or c.target.job not in ports:
             continue
         sp = port_for(c.source, ports[c.source.job].outputs)
         dp = port_for(c.target, ports[c.target.job].inputs)
         if sp is not None and dp is not None:
             edges.append(EdgeSpec(c.source.job, sp, c.target.job, dp))
+    if to_self:
+        boxes = [replace(b, to_self=tuple(to_self[b.node_id])) if b.node_id in to_self else b
+                 for b in boxes]
     return boxes, edges
 
 

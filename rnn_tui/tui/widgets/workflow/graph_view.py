@@ -286,6 +286,13 @@ class GraphView(ScrollView, can_focus=True):
         self._relayout()
         self.scroll_to(0, 0, animate=False)
 
+    EDIT_ACTIONS = frozenset({"request", "connect"})
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if self.readonly and action in self.EDIT_ACTIONS:
+            return False  # hidden from the key bar; a run's graph is not editable
+        return True
+
     # --- editing ------------------------------------------------------------------------
     def _refuse_readonly(self) -> bool:
         if self.readonly:

@@ -39,6 +39,7 @@ class BoxSpec:
     subtitle: str = ""
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    to_self: tuple[str, ...] = ()  # outputs delivered to the requester (drawn as "→ self")
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,20 @@
+"""SVG snapshots of the main screens (pytest-textual-snapshot).
+
+Regenerate after an intended change with ``pytest tests/tui/test_snapshots.py
+--snapshot-update`` and review the SVGs under ``__snapshots__/``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from . import scenes
+from .conftest import make_app
+
+pytestmark = pytest.mark.tui
+
+
+@pytest.mark.parametrize("scene", sorted(scenes.SCENES))
+def test_main_screens(snap_compare, scene: str) -> None:
+    app, _ = make_app()
+    assert snap_compare(app, terminal_size=scenes.SIZE, run_before=scenes.SCENES[scene])
