@@ -76,7 +76,7 @@ def _service(owner: Identity, name: str, description: str,
         fields["image_digest"] = "sha256:" + hashlib.sha256(name.encode()).hexdigest()
     else:
         fields["content_hash"] = "sha256:" + "ab" * 32
-    return Service.new(owner.peer_id, name, kind, int(DEMO_NOW) - 86_400, **fields)  # type: ignore[arg-type]
+    return Service.new(owner.peer_id, name, kind, int(DEMO_NOW) - 86_400, **fields)
 
 
 def _demo_services() -> list[ServiceInfo]:

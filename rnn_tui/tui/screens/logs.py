@@ -69,8 +69,9 @@ class LogsScreen(Screen[None]):
         path, exists = resolve_user_path(raw)
         overwrite = False
         if exists:
-            overwrite = bool(await self.app.push_screen_wait(
-                ConfirmScreen(f"{path} exists. Overwrite it?", action="Overwrite")))
+            ok = await self.app.push_screen_wait(
+                ConfirmScreen(f"{path} exists. Overwrite it?", action="Overwrite"))
+            overwrite = bool(ok)
             if not overwrite:
                 self.notify("save cancelled; nothing written")
                 return

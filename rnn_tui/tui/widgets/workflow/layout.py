@@ -214,10 +214,7 @@ def layout_graph(boxes: Sequence[BoxSpec], edges: Sequence[EdgeSpec],
     gap_edges: dict[int, list[int]] = defaultdict(list)
     for idx, chain in chains.items():
         for a in chain[:-1]:
-            li = layer_of.get(a)
-            if li is None:
-                li = int(a.split(":")[1])
-            gap_edges[li].append(idx)
+            gap_edges[layer_of[a] if a in layer_of else int(a.split(":")[1])].append(idx)
 
     x = MARGIN
     layer_x: list[int] = []
