@@ -145,6 +145,10 @@ class RoutingTable:
         """
         if node_id == self.own_id:
             return None
+        try:
+            compact_addr = pack_addr(addr)
+        except ValueError:
+            return None  # IPv6 or a name: cannot appear in compact node info (IPv4 only)
         entry = self._by_id.get(node_id)
         if entry is not None:
             if entry.addr != addr:
@@ -161,6 +165,7 @@ class RoutingTable:
                 entry.last_query = now
             return entry
         new = NodeEntry(node_id, addr)
+        new._compact = node_id + compact_addr
         if responded:
             new.last_response = now
         else:
@@ -278,4 +283,10 @@ class RoutingTable:
         """Seed entries (e.g. saved nodes) as unconfirmed; they must still answer a ping."""
         for node_id, addr in nodes:
             if node_id not in self._by_id and node_id != self.own_id:
-                self._insert(NodeEntry(node_id, addr), now)
+                try:
+                    compact = node_id + pack_addr(addr)
+                except ValueError:
+                    continue
+                entry = NodeEntry(node_id, addr)
+                entry._compact = compact
+                self._insert(entry, now)

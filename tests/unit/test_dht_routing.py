@@ -108,3 +108,9 @@ def test_rebuild_around_a_new_id_keeps_nodes() -> None:
     table.rebuild(b"\xff" * 20, 1.0)
     assert table.own_id == b"\xff" * 20
     assert len(table) <= before and len(table) >= K
+
+
+def test_ipv6_nodes_stay_out_of_the_ipv4_table() -> None:
+    table = RoutingTable(OWN, 0.0)
+    assert table.heard_from(b"\x80" + bytes(19), ("::1", 6881), 0.0, responded=True) is None
+    assert len(table) == 0

@@ -212,3 +212,10 @@ def test_items_expire_after_two_hours() -> None:
     target = bep44.mutable_target(IDENT.public_key)
     assert b"v" in query(core, b"get", {b"target": target}, now=7199.0)[b"r"]
     assert b"v" not in query(core, b"get", {b"target": target}, now=7201.0)[b"r"]
+
+
+def test_queries_from_ipv6_are_answered_and_do_not_break_later_replies() -> None:
+    core = make_core()
+    assert query(core, b"ping", {}, addr=("::1", 6881))[b"y"] == b"r"
+    reply = query(core, b"find_node", {b"target": b"T" * 20})
+    assert reply[b"y"] == b"r"
