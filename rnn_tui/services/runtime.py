@@ -172,7 +172,7 @@ def demux_frames(buffer: bytearray) -> list[tuple[int, bytes]]:
     2 stderr.  Consecutive frames of one stream are merged, so a burst of tiny writes
     becomes one chunk.
     """
-    out: list[tuple[int, bytes]] = []
+    runs: list[tuple[int, list[memoryview]]] = []
     pos = 0
     end = len(buffer)
     view = memoryview(buffer)
@@ -182,13 +182,17 @@ def demux_frames(buffer: bytearray) -> list[tuple[int, bytes]]:
             if end - pos - 8 < size:
                 break
             stream = view[pos]
-            payload = bytes(view[pos + 8:pos + 8 + size])
-            if out and out[-1][0] == stream:
-                out[-1] = (stream, out[-1][1] + payload)
+            payload = view[pos + 8:pos + 8 + size]
+            if runs and runs[-1][0] == stream:
+                runs[-1][1].append(payload)  # joined once below: no quadratic copying
             else:
-                out.append((stream, payload))
+                runs.append((stream, [payload]))
             pos += 8 + size
+        out = [(stream, b"".join(parts)) for stream, parts in runs]
     finally:
+        for _, parts in runs:
+            for part in parts:
+                part.release()
         view.release()
     del buffer[:pos]
     return out
