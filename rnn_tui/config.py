@@ -188,6 +188,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("executor.max_cpus", _float(0.05, 1024.0), lambda: 2.0, "CPU cap per job"),
     Setting("executor.max_pids", _int(8, 1_000_000), lambda: 256, "process cap per job"),
     Setting("executor.allow_network", _bool, lambda: False, "let services that declare a need for network have it"),
+    Setting("executor.allow_command_override", _bool, lambda: False, "let other peers replace a service's command (workflow args)"),
     Setting("executor.job_timeout", _int(1, 7 * 86400), lambda: 3600, "default wall-clock limit per job, seconds"),
     Setting("tui.theme", _str, lambda: "textual-dark", "Textual theme name"),
     Setting("tui.mouse", _bool, lambda: True, "enable mouse support"),

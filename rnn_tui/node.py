@@ -169,6 +169,11 @@ class Node:
         self._components.append(self.services)
         await self.gossip.start()
         await self.services.start()
+        from rnn_tui.workflow.service import WorkflowComponent  # runs, executor, transfers
+
+        self.workflows = WorkflowComponent(self)
+        self._components.append(self.workflows)
+        await self.workflows.start()
         self.tasks.spawn("dht-start", self._dht_start(saved))
         self.tasks.every("dht-save", 300.0, self._save_routing_table)
         log.info("listening on UDP %s:%d (DHT + QUIC)", bound[0], bound[1])

@@ -212,7 +212,8 @@ class ExecutorService:
                     return refuse(f"data service {service.name!r} has no file to serve")
             else:
                 timeout = None if cmd.timeout_s is None else max(1, math.ceil(cmd.timeout_s))
-                decide(service, requester, self.policy, timeout)
+                decide(service, requester, self.policy, timeout,
+                       overrides_command=bool(cmd.args))
         except JobRefused as exc:
             return refuse(exc.reason)
         job_id = _SAFE.sub("_", f"{cmd.run_id}-{cmd.job}-{cmd.attempt}")[:120]
