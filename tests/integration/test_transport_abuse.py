@@ -231,3 +231,28 @@ async def test_many_incomplete_frames_hit_the_connection_budget() -> None:
         assert await a.ping(conn) > 0
         for f in futs:
             f.cancel()
+
+
+async def test_one_way_flood_beyond_the_limit_is_dropped() -> None:
+    async with running(2, max_inbound=2) as (a, b):
+        release = asyncio.Event()
+        started: list[bytes] = []
+
+        async def slow(conn, msg):  # type: ignore[no-untyped-def]
+            started.append(msg.data)
+            await release.wait()
+
+        b.handlers.on_message(Probe, slow)
+        conn = await a.dial(b.endpoint.local_addr)
+        for i in range(10):
+            conn.send(Probe(b"%d" % i))
+        await eventually(lambda: len(started) == 2)
+        await asyncio.sleep(0.3)
+        assert len(started) == 2  # the other 8 were refused (STOP_SENDING), not queued
+        server_side = b.connections()[0]
+        assert server_side._inbound_active == 2
+        release.set()
+        await eventually(lambda: server_side._inbound_active == 0)
+        conn.send(Probe(b"after"))
+        await eventually(lambda: started[-1] == b"after")
+        assert await a.ping(conn) > 0
