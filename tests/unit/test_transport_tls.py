@@ -173,3 +173,26 @@ def test_non_ed25519_key_is_refused() -> None:
     assert completed(server)
     with pytest.raises(RemoteProtocolError, match="not Ed25519"):
         peer_id_from_connection(server)
+
+
+def exchange(client: QuicConnection, server: QuicConnection, rounds: int = 50) -> None:
+    now = 1.0
+    for _ in range(rounds):
+        for data, _addr in client.datagrams_to_send(now=now):
+            server.receive_datagram(data, CLIENT_ADDR, now=now)
+        for data, _addr in server.datagrams_to_send(now=now):
+            client.receive_datagram(data, SERVER_ADDR, now=now)
+        now += 0.001
+
+
+def test_pinned_send_buffer_fields_used_for_pacing() -> None:
+    """The session paces on ``sender._buffer_stop - sender._buffer_start``: pin their meaning."""
+    a, b = Identity.generate(), Identity.generate()
+    client = MutualTlsConnection(configuration=make_configuration(a, is_client=True))
+    server = run_handshake(client, server_of(b))
+    sid = client.get_next_available_stream_id()
+    client.send_stream_data(sid, b"x" * 100_000)
+    sender = client._streams[sid].sender
+    assert sender._buffer_stop - sender._buffer_start == 100_000  # written, unacknowledged
+    exchange(client, server)
+    assert sender._buffer_stop - sender._buffer_start == 0  # everything acknowledged
