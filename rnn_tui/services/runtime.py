@@ -428,33 +428,44 @@ class DockerRuntime:
     async def _drive(self, request: JobRequest, limits: JobLimits, ws: Workspace, container: str,
                      cancel_event: asyncio.Event, started: float) -> JobResult:
         loop = asyncio.get_running_loop()
-        raw = await asyncio.to_thread(
-            self.client.api.attach_socket, container,
-            {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        try:
+            raw = await asyncio.to_thread(
+                self.client.api.attach_socket, container,
+                {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
+        except docker.errors.APIError as exc:
+            raise ServiceError(f"job {request.job_id}: cannot attach to its container "
+                               f"({exc.explanation})") from None
         sock: socket.socket = getattr(raw, "_sock", raw)
         pump = _StreamPump(sock, ws, self.policy.max_output_bytes, request.on_output, loop)
+        ended_by: JobOutcome | None = None
+        start_error: str | None = None
         try:
             reader = _in_thread(pump.run, f"job-{request.job_id}-out")
-            await asyncio.to_thread(self.client.api.start, container)
-            feeder = _in_thread(lambda: _feed_stdin(sock, request.stdin), f"job-{request.job_id}-in")
-            waiter = _in_thread(lambda: self.client.api.wait(container, timeout=None),
-                                f"job-{request.job_id}-wait")
-            cancelled = asyncio.ensure_future(cancel_event.wait())
             try:
-                done, _ = await asyncio.wait({waiter, cancelled}, timeout=limits.timeout_s,
-                                             return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                cancelled.cancel()
-            ended_by: JobOutcome | None = None
-            if waiter not in done:
-                ended_by = JobOutcome.CANCELLED if cancel_event.is_set() else JobOutcome.TIMED_OUT
-                await asyncio.to_thread(self._kill, container)
-                await asyncio.wait_for(asyncio.shield(waiter), 30)
-            # The stream ends when the container's stdout/stderr close; let it drain.
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(asyncio.shield(reader), 30)
-            with contextlib.suppress(asyncio.TimeoutError, OSError):
-                await asyncio.wait_for(asyncio.shield(feeder), 5)
+                await asyncio.to_thread(self.client.api.start, container)
+            except docker.errors.APIError as exc:  # e.g. the command does not exist
+                start_error = str(exc.explanation or exc)
+            if start_error is None:
+                feeder = _in_thread(lambda: _feed_stdin(sock, request.stdin),
+                                    f"job-{request.job_id}-in")
+                waiter = _in_thread(lambda: self.client.api.wait(container, timeout=None),
+                                    f"job-{request.job_id}-wait")
+                cancelled = asyncio.ensure_future(cancel_event.wait())
+                try:
+                    done, _ = await asyncio.wait({waiter, cancelled}, timeout=limits.timeout_s,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    cancelled.cancel()
+                if waiter not in done:
+                    ended_by = (JobOutcome.CANCELLED if cancel_event.is_set()
+                                else JobOutcome.TIMED_OUT)
+                    await asyncio.to_thread(self._kill, container)
+                    await asyncio.wait_for(asyncio.shield(waiter), 30)
+                # The stream ends when the container's stdout/stderr close; let it drain.
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(reader), 30)
+                with contextlib.suppress(asyncio.TimeoutError, OSError):
+                    await asyncio.wait_for(asyncio.shield(feeder), 5)
         finally:
             with contextlib.suppress(OSError):
                 sock.close()
@@ -466,7 +477,10 @@ class DockerRuntime:
             logs_path = ws.logs_path
             await asyncio.to_thread(self._save_logs, container, logs_path)
         exit_code = state.get("ExitCode")
-        outcome, explanation = self._classify(ended_by, state, limits, request)
+        if start_error is not None:
+            outcome, explanation = JobOutcome.ERRORED, f"could not start: {start_error}"
+        else:
+            outcome, explanation = self._classify(ended_by, state, limits, request)
         if pump.truncated:
             explanation += f"; output truncated at {self.policy.max_output_bytes} bytes"
         outputs = {cpath: host for cpath, host, direction in ws.items()

@@ -280,3 +280,12 @@ async def test_stdin_from_a_file_and_from_chunks(service_registry, docker_runtim
     from_chunks = await docker_runtime.run(JobRequest("stdin-chunks", service, node_identity.peer_id,
                                                       stdin=iter(chunks), command=("wc", "-c")))
     assert from_chunks.stdout_path.read_text().strip() == "100007"
+
+
+async def test_missing_command_is_errored_not_raised(service_registry, docker_runtime, docker_client, base_image, node_identity) -> None:  # type: ignore[no-untyped-def]
+    service = await base_service(service_registry, base_image)
+    result = await docker_runtime.run(JobRequest("nocmd-job", service, node_identity.peer_id,
+                                                 command=("no-such-program",)))
+    assert result.outcome is JobOutcome.ERRORED
+    assert result.explanation.startswith("could not start:") and "no-such-program" in result.explanation
+    assert not docker_client.containers.list(all=True, filters={"label": f"{NODE_LABEL}={node_identity.peer_id}"})
