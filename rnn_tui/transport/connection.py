@@ -118,7 +118,7 @@ class QuicLink:
                 self.path(data, addr)
             except Exception:  # a broken path sender is a bug elsewhere, not a crash here
                 log.exception("path sender failed for %s", addr)
-        timer_at = self.quic.get_timer()
+        timer_at = None if self.closed.is_set() else self.quic.get_timer()
         if self.keepalive_interval is not None and not self.closed.is_set() \
                 and self.peer_id is not None:
             keepalive_at = self.last_received + self.keepalive_interval
