@@ -13,6 +13,7 @@ control socket.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from typing import Any
@@ -201,7 +202,7 @@ def cmd_services(args: argparse.Namespace) -> int:
     rows = []
     for item in control_stream(args, "services.remote", query):
         if args.json:
-            print_json(item)  # one object per answer, as it arrives
+            print(json.dumps(item, sort_keys=True), flush=True)  # JSON lines, as they arrive
         elif "error" in item:
             print(f"peer {item['peer'][:10]}: {item['error']}", file=sys.stderr)
         else:
