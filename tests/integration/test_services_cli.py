@@ -99,3 +99,29 @@ async def test_images_bootstrap_is_idempotent(docker_client) -> None:  # type: i
             docker_client.images.remove(tag, force=True)
         except Exception:
             pass
+
+
+async def test_remote_listing_streams_json_lines(tmp_path: Path) -> None:
+    from rnn_tui.services.model import Service, ServiceKind
+
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    me = Identity(os.urandom(32)).peer_id
+    peer = Identity(os.urandom(32)).peer_id
+    control = ServiceControl(ServiceRegistry(InMemoryServiceRepository(), me, clock=time.time))
+    control.cache.update(peer, [Service.new(peer, "far-away", ServiceKind.DOCKER, 1,
+                                            image_digest="sha256:" + "e" * 64)], time.time())
+    server = ControlServer(data / "control.sock")
+    control.register(server)
+    await server.start()
+    try:
+        code, out, err = await rnn("services", "--remote", "--json", "--data-dir", str(data))
+        assert code == 0, err
+        items = [json.loads(line) for line in out.splitlines()]
+        assert [(i["peer"], i["service"]["name"], i["cached"]) for i in items] == [
+            (str(peer), "far-away", True)]
+        code, out, err = await rnn("services", "--remote", "--search", "nothing-like-it",
+                                   "--data-dir", str(data))
+        assert code == 0 and "no matching services" in out
+    finally:
+        await server.close()
