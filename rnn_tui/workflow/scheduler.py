@@ -71,6 +71,7 @@ from rnn_tui.workflow.model import (
     RunStatus,
     Workflow,
 )
+from rnn_tui.workflow.snapshot import JobSnapshot, SchedulerSnapshot
 
 __all__ = [
     "Candidate",
@@ -195,6 +196,72 @@ class Scheduler:
         self._events: deque[SchedulerEvent] = deque()
         self._request_phase = True
         self._first_error = ""
+
+    # ------------------------------------------------------------------ persistence
+    def snapshot(self) -> SchedulerSnapshot:
+        """The state to persist (take it after sending the drained commands)."""
+        return SchedulerSnapshot(
+            run=self._run,
+            jobs=tuple(JobSnapshot(s.record, s.tries, s.next_candidate, s.outputs,
+                                   s.deliveries) for s in self._jobs.values()),
+            delivered=tuple(sorted(self._delivered, key=lambda t: (t[0], t[1], t[2].key))),
+            request_phase=self._request_phase,
+            first_error=self._first_error,
+        )
+
+    @classmethod
+    def restore(cls, snapshot: SchedulerSnapshot, workflow: Workflow, requester: PeerId,
+                candidates: Mapping[str, Sequence[Candidate]], now: float,
+                config: SchedulerConfig | None = None) -> Scheduler:
+        """Rebuild the scheduler after a requester restart and carry the run on.
+
+        Old deadlines are not trusted (the driver's clock may have restarted): every holding
+        executor gets a fresh ``heartbeat_timeout`` to show it is still there (executors
+        reconnect and keep beating), a RUNNING job's timeout starts again, a pending retry is
+        due at once.  Commands that may have been lost with the old process are sent again —
+        ``RequestJob`` for REQUESTED jobs and ``StartJob`` for READY ones — so executors must
+        treat a repeated command for the same attempt as a no-op (answering it again).
+        """
+        scheduler = cls(snapshot.run.run_id, workflow, requester, candidates,
+                        snapshot.run.created_at, config)
+        known = {j.record.job: j for j in snapshot.jobs}
+        if set(known) != set(scheduler._jobs):
+            raise LocalProtocolError(f"snapshot of run {snapshot.run.run_id} does not match "
+                                     f"workflow {workflow.name!r}")
+        scheduler._run = snapshot.run
+        scheduler._delivered = set(snapshot.delivered)
+        scheduler._request_phase = snapshot.request_phase
+        scheduler._first_error = snapshot.first_error
+        for name, saved in known.items():
+            state = scheduler._jobs[name]
+            state.record = saved.record
+            state.tries = saved.tries
+            state.next_candidate = saved.next_candidate
+            state.outputs = saved.outputs
+            state.deliveries = saved.deliveries
+            state.last_heard = now
+        if scheduler._run.is_terminal:
+            return scheduler
+        for name, state in scheduler._jobs.items():
+            status = state.record.status
+            if status is JobStatus.REQUESTED:
+                state.tries -= 1  # the repeat is the same attempt, not a new try
+                scheduler._resend_request(name, now)
+            elif status is JobStatus.IDLE and state.tries:
+                state.retry_at = now
+            elif status is JobStatus.READY:
+                scheduler._start(name, now, resend=True)
+            elif status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DELIVERING):
+                # its first delivery is still to come: expect it to the current consumers
+                state.receivers[0] = _Delivery(None, frozenset(
+                    (d, e) for d in scheduler._downstream[name]
+                    if (e := scheduler._jobs[d].record.executor) is not None
+                    and scheduler._jobs[d].record.status not in JOB_TERMINAL))
+                timeout = workflow.job(name).timeout_s
+                if status is JobStatus.RUNNING and timeout is not None:
+                    state.timeout_deadline = now + timeout
+        scheduler._advance(now)
+        return scheduler
 
     # ------------------------------------------------------------------ public views
     @property
@@ -391,19 +458,25 @@ class Scheduler:
     # ------------------------------------------------------------------ machinery
     def _request(self, name: str, now: float) -> None:
         state = self._jobs[name]
-        job = self.workflow.job(name)
         candidate = state.candidates[state.next_candidate % len(state.candidates)]
-        state.tries += 1
-        state.request_deadline = now + self.config.request_timeout
-        state.timeout_deadline = None
-        state.last_heard = now
         # a retry keeps the previous attempt's failure visible until something new happens
         self._set_job(name, JobStatus.REQUESTED, now, state.record.reason,
                       attempt=state.record.attempt + 1,
                       executor=candidate.peer, service_id=candidate.service_id)
+        self._resend_request(name, now)
+
+    def _resend_request(self, name: str, now: float) -> None:
+        state = self._jobs[name]
+        job = self.workflow.job(name)
+        record = state.record
+        assert record.executor is not None and record.service_id is not None
+        state.tries += 1
+        state.request_deadline = now + self.config.request_timeout
+        state.timeout_deadline = None
+        state.last_heard = now
         self._commands.append(RequestJob(
-            peer=candidate.peer, run_id=self.run_id, job=name, attempt=state.record.attempt,
-            service=candidate.service_id, env=job.env, args=job.args,
+            peer=record.executor, run_id=self.run_id, job=name, attempt=record.attempt,
+            service=record.service_id, env=job.env, args=job.args,
             mounts=tuple((m.path, m.direction) for m in job.mounts), limits=job.limits,
             timeout_s=job.timeout_s))
 
@@ -483,16 +556,17 @@ class Scheduler:
                 self._start(name, now)
         self._finish_if_done(now)
 
-    def _start(self, name: str, now: float) -> None:
+    def _start(self, name: str, now: float, *, resend: bool = False) -> None:
         state = self._jobs[name]
         executor = state.record.executor
         assert executor is not None
         outputs = self._routes_out(name, None)
         state.receivers[0] = _Delivery(None, frozenset(
             (r.target_job, r.target_peer) for r in outputs if r.target_job is not None))
-        state.deliveries = 1
+        state.deliveries = max(state.deliveries, 1)
         state.last_heard = now
-        self._set_job(name, JobStatus.READY, now)
+        if not resend:
+            self._set_job(name, JobStatus.READY, now)
         self._commands.append(StartJob(executor, self.run_id, name, state.record.attempt,
                                        self._routes_in(name), outputs, delivery=0))
 

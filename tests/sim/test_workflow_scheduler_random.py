@@ -6,7 +6,9 @@ Properties checked on every example:
   outputs to that job's executor;
 * nothing starts before every job was accepted once (the request phase is a barrier);
 * a terminal job or run never changes again;
-* COMPLETED means every job completed; otherwise the run has a reason.
+* COMPLETED means every job completed; otherwise the run has a reason;
+* all of the above still hold when the requester "restarts" at a random moment: the
+  scheduler is snapshotted, serialised to JSON and restored from it.
 
 The executors here are a scripted counterpart speaking the real message types (as aioquic's
 tests pair two connections); their behaviour per attempt is drawn by Hypothesis.
@@ -58,6 +60,7 @@ from rnn_tui.workflow.scheduler import (
     Scheduler,
     SchedulerConfig,
 )
+from rnn_tui.workflow.snapshot import SchedulerSnapshot
 
 EXECUTORS = [Identity(bytes([i]) * 32).peer_id for i in range(10, 14)]
 REQUESTER = Identity(bytes([9]) * 32).peer_id
@@ -100,6 +103,10 @@ class World:
     terminal_jobs: set[str] = field(default_factory=set)
     run_ended: bool = False
     first_start_seen: bool = False
+    answers: dict[tuple[str, int], str] = field(default_factory=dict)
+    started: set[tuple[str, int]] = field(default_factory=set)
+    candidates: dict[str, list[Candidate]] = field(default_factory=dict)
+    restarts: int = 0
 
     def at(self, when: float, fn: Callable[[float], None]) -> None:
         heapq.heappush(self.queue, (when, next(self.seq), fn))
@@ -130,25 +137,43 @@ class World:
             self.on_command(command, now)
         timer = s.get_timer()
         if timer is not None:
-            self.at(max(timer, now), lambda t: self.feed(lambda: s.handle_timer(t), t))
+            self.at(max(timer, now),
+                    lambda t: self.feed(lambda: self.scheduler.handle_timer(t), t))
+
+    def restart_requester(self, now: float) -> None:
+        """Persist, lose the process, restore from JSON, carry on."""
+        old = self.scheduler
+        text = old.snapshot().to_json()
+        self.scheduler = Scheduler.restore(
+            SchedulerSnapshot.from_json(text), old.workflow, old.requester, self.candidates,
+            now, old.config)
+        self.restarts += 1
+        self.pump(now)
 
     # ---- the executors' side
     def on_command(self, cmd: object, now: float) -> None:
         s = self.scheduler
         if isinstance(cmd, RequestJob):
-            choice = self.draw(st.sampled_from(["accept"] * 6 + ["refuse", "silent"]))
             key = (cmd.job, cmd.attempt)
+            repeat = key in self.answers  # a restored requester asks again: same answer
+            if not repeat:
+                self.answers[key] = str(self.draw(
+                    st.sampled_from(["accept"] * 6 + ["refuse", "silent"])))
+            choice = self.answers[key]
             if choice == "accept":
-                self.live.add(key)
                 self.report(cmd.peer, JobAccepted(s.run_id, cmd.job, cmd.attempt),
                             now + self.latency())
-                self.beat(cmd.peer, cmd.job, cmd.attempt, now + HEARTBEAT)
+                if not repeat:
+                    self.live.add(key)
+                    self.beat(cmd.peer, cmd.job, cmd.attempt, now + HEARTBEAT)
             elif choice == "refuse":
                 self.report(cmd.peer, JobRefused(s.run_id, cmd.job, cmd.attempt, "busy"),
                             now + self.latency())
         elif isinstance(cmd, StartJob):
             self.check_start(cmd)
-            self.run_job(cmd, now)
+            if (cmd.job, cmd.attempt) not in self.started:  # a repeat after restore: no-op
+                self.started.add((cmd.job, cmd.attempt))
+                self.run_job(cmd, now)
         elif isinstance(cmd, DeliverOutputs):
             if self.draw(st.sampled_from([True, True, True, False])):
                 self.deliver(cmd.peer, cmd.job, cmd.attempt, cmd.delivery, cmd.outputs,
@@ -229,11 +254,14 @@ def test_random_dags_always_end_and_respect_dependencies(
     scheduler = Scheduler("r", workflow, REQUESTER, candidates, now=0.0,
                           config=SchedulerConfig(request_timeout=3.0, heartbeat_timeout=3.0,
                                                  delivery_timeout=10.0))
-    world = World(scheduler, data.draw)
+    world = World(scheduler, data.draw, candidates=candidates)
     world.feed(lambda: scheduler.start(0.0), 0.0)
+    for when in data.draw(st.lists(st.sampled_from([0.05, 0.3, 1.0, 2.5, 6.0, 15.0]),
+                                   max_size=2)):
+        world.at(when, world.restart_requester)
     if data.draw(st.integers(0, 9)) == 0:
         when = float(data.draw(st.sampled_from([0.5, 3.0, 12.0])))
-        world.at(when, lambda now: world.feed(lambda: scheduler.cancel(now, "user"), now))
+        world.at(when, lambda now: world.feed(lambda: world.scheduler.cancel(now, "user"), now))
     steps = 0
     while world.queue and not world.run_ended:
         now, _, fn = heapq.heappop(world.queue)
@@ -241,6 +269,7 @@ def test_random_dags_always_end_and_respect_dependencies(
         fn(now)
         steps += 1
         assert steps < 200_000
+    scheduler = world.scheduler
     assert world.run_ended and scheduler.run.is_terminal
     statuses = {j.job: j.status for j in scheduler.jobs}
     assert all(status in JOB_TERMINAL for status in statuses.values()), statuses

@@ -333,3 +333,66 @@ def test_events_report_every_change_in_order() -> None:
     assert isinstance(seen[0], RunStatusChanged) and seen[0].record.status is RunStatus.RUNNING
     assert [e.record.status for e in seen[1:] if isinstance(e, JobStatusChanged)] == [
         JobStatus.REQUESTED] * 3
+
+
+def test_restart_mid_run_continues_from_a_json_snapshot() -> None:
+    from rnn_tui.errors import StoreError
+    from rnn_tui.workflow.snapshot import SchedulerSnapshot
+
+    s = make(src=[A], mid=[B], end=[C])
+    s.start(0.0)
+    (start_src,) = accept_all(s)
+    assert isinstance(start_src, StartJob)
+    (start_mid,) = finish(s, start_src, 1.0)
+    assert isinstance(start_mid, StartJob)
+    s.receive(B, JobStatusReported(RUN, "mid", 1, ExecState.RUNNING), 1.5)
+    text = s.snapshot().to_json()
+    snap = SchedulerSnapshot.from_json(text)
+    assert snap == s.snapshot()
+    wf = s.workflow
+    candidates = {"src": [Candidate(A, "svc-data")], "mid": [Candidate(B, "svc-tool")],
+                  "end": [Candidate(C, "svc-tool")]}
+    restored = Scheduler.restore(snap, wf, REQUESTER, candidates, now=100.0,
+                                 config=s.config)
+    assert restored.job("mid").status is JobStatus.RUNNING
+    assert restored.commands_to_send() == []
+    # the executor reconnects and finishes; the run carries on to completion
+    restored.receive(B, JobExited(RUN, "mid", 1, 0), 101.0)
+    restored.receive(B, OutputsDelivered(RUN, "mid", 1, 0), 101.5)
+    (start_end,) = restored.commands_to_send()
+    assert isinstance(start_end, StartJob) and start_end.job == "end"
+    finish(restored, start_end, 102.0)
+    assert restored.run.status is RunStatus.COMPLETED
+    # a silent executor after the restart is detected within one heartbeat timeout
+    lost = Scheduler.restore(snap, wf, REQUESTER, candidates, now=100.0, config=s.config)
+    assert lost.get_timer() == 104.0
+    lost.handle_timer(104.0)
+    mid = lost.job("mid")  # its retry policy allows a second attempt
+    assert mid.status is JobStatus.REQUESTED and mid.attempt == 2
+    assert "heartbeat timeout" in mid.reason
+    with pytest.raises(StoreError, match="damaged"):
+        SchedulerSnapshot.from_json(text.replace('"jobs"', '"jobz"'))
+    with pytest.raises(StoreError, match="version"):
+        SchedulerSnapshot.from_json(text.replace('"v": 1', '"v": 9'))
+
+
+def test_restart_resends_lost_requests_and_starts() -> None:
+    s = make(src=[A], mid=[B], end=[C])
+    s.start(0.0)
+    drain(s)
+    s.receive(A, JobAccepted(RUN, "src", 1), 0.1)
+    s.receive(B, JobAccepted(RUN, "mid", 1), 0.1)
+    snap = s.snapshot()
+    candidates = {"src": [Candidate(A, "svc-data")], "mid": [Candidate(B, "svc-tool")],
+                  "end": [Candidate(C, "svc-tool")]}
+    restored = Scheduler.restore(snap, s.workflow, REQUESTER, candidates, now=50.0)
+    (again,) = restored.commands_to_send()
+    assert isinstance(again, RequestJob) and (again.job, again.peer, again.attempt) == (
+        "end", C, 1)
+    restored.receive(C, JobAccepted(RUN, "end", 1), 50.1)
+    (start,) = restored.commands_to_send()
+    assert isinstance(start, StartJob) and start.job == "src"
+    snap2 = restored.snapshot()
+    again2 = Scheduler.restore(snap2, s.workflow, REQUESTER, candidates, now=60.0)
+    (start_again,) = again2.commands_to_send()
+    assert start_again == start  # READY: the StartJob may have been lost, so it is repeated
