@@ -1,0 +1,93 @@
+"""A requester plus executors as real ``rnn start --headless`` processes, for workflow tests.
+
+Executors offer the offline base image as the ``busybox`` service (allowing workflow
+``args``) and the example data sets as DATA services; everyone is connected to everyone
+so outputs can travel executor to executor.  Containers a killed node leaves behind are
+removed by its label at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from rnn_tui.services.runtime import NODE_LABEL
+from tests.conftest import rnn_env
+from tests.nodes import NodeProcess, cluster, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "workflows" / "data"
+
+
+@contextlib.contextmanager
+def workflow_cluster(home: Path, base: int, image: str, executors: int,
+                     data: dict[int, list[str]], heartbeat_s: float = 2.0,
+                     busybox_on: tuple[int, ...] | None = None,
+                     docker_client: Any = None) -> Iterator[tuple[NodeProcess, list[NodeProcess]]]:
+    for sub in ("config", "data", "cache"):
+        (home / sub).mkdir(parents=True, exist_ok=True)
+    env = rnn_env(home, RNN_WORKFLOW_HEARTBEAT_S=str(heartbeat_s),
+                  RNN_EXECUTOR_ALLOW_COMMAND_OVERRIDE="true")
+    with cluster(home, base=base) as c:
+        requester = c.add(bootstrap="", env=env)
+        requester.wait_ready()
+        nodes = [c.add(bootstrap=requester.addr, env=env) for _ in range(executors)]
+        try:
+            for node in nodes:
+                node.wait_ready()
+            for index, files in data.items():
+                for name in files:
+                    nodes[index].call("service", "add", "--data", str(DATA / name))
+            for index in busybox_on if busybox_on is not None else range(executors):
+                nodes[index].call("service", "add", "--local-image", image, "--name", "busybox")
+            for node in nodes:
+                requester.call("connect", node.addr)
+            for i, node in enumerate(nodes):
+                for other in nodes[i + 1:]:
+                    node.call("connect", other.addr)
+            yield requester, nodes
+        finally:
+            if docker_client is not None:
+                for node in nodes:
+                    if node.peer_id:
+                        for container in docker_client.containers.list(
+                                all=True, filters={"label": f"{NODE_LABEL}={node.peer_id}"}):
+                            container.remove(force=True)
+
+
+def start_run(requester: NodeProcess, workflow: Path | str) -> str:
+    run = requester.call("run", "start", str(workflow))
+    return str(run["run_id"])
+
+
+def wait_run(requester: NodeProcess, run_id: str, timeout: float = 90.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = requester.call("run", "status", run_id, "--wait", "10", timeout=40)
+        if status["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
+            return dict(status)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} still {status['status']} after {timeout}s:\n"
+                                 f"{json.dumps(status, indent=1)}\n{requester.tail()}")
+
+
+def wait_job(requester: NodeProcess, run_id: str, job: str, states: tuple[str, ...],
+             timeout: float = 60.0) -> dict[str, Any]:
+    def current() -> dict[str, Any] | None:
+        status = requester.try_call("run", "status", run_id) or {"jobs": []}
+        for entry in status["jobs"]:
+            if entry["job"] == job and entry["status"] in states:
+                return dict(entry)
+        return None
+
+    return dict(wait_for(current, timeout=timeout, interval=0.2,
+                         what=f"job {job} of run {run_id} to reach {states}",
+                         on_fail=requester.tail))
+
+
+def node_by_peer(nodes: list[NodeProcess], peer_id: str) -> NodeProcess:
+    return next(n for n in nodes if n.peer_id == peer_id)
