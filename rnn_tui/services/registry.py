@@ -12,13 +12,15 @@ store's DB thread).  ``InMemoryServiceRepository`` exists for unit tests and too
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import os
 import subprocess
 import tempfile
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit
 
 from rnn_tui.errors import ServiceError
@@ -41,6 +43,10 @@ from rnn_tui.util.files import ensure_private_dir
 
 __all__ = ["ServiceRepository", "InMemoryServiceRepository", "ServiceOptions", "ServiceRegistry",
            "GIT_SCHEMES", "DATA_MOUNT_PATH"]
+
+_RESERVED: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar(
+    "rnn_services_reserved_names", default=None)
+_AddFn = TypeVar("_AddFn", bound=Callable[..., Awaitable[Service]])
 
 GIT_SCHEMES = frozenset({"https", "http", "ssh", "git", "file"})
 DATA_MOUNT_PATH = "/data"
@@ -95,6 +101,22 @@ def _default_name(text: str) -> str:
     return base or "service"
 
 
+def _reserving_names(fn: _AddFn) -> _AddFn:
+    """Release the names an ``add_*`` reserved when it ends, however it ends."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: ServiceRegistry, *args: Any, **kwargs: Any) -> Service:
+        token = _RESERVED.set([])
+        try:
+            return await fn(self, *args, **kwargs)
+        finally:
+            for name in _RESERVED.get() or []:
+                self._pending.discard(name)
+            _RESERVED.reset(token)
+
+    return cast(_AddFn, wrapper)
+
+
 class ServiceRegistry:
     """Creates and edits services owned by this node."""
 
@@ -106,6 +128,7 @@ class ServiceRegistry:
         self._images = images
         self._clock = clock
         self._scratch_dir = scratch_dir
+        self._pending: set[str] = set()
 
     @property
     def images(self) -> DockerImages:
@@ -152,6 +175,7 @@ class ServiceRegistry:
         return service
 
     # ----------------------------------------------------------------- DOCKER
+    @_reserving_names
     async def add_local_image(self, ref: str, options: ServiceOptions = ServiceOptions()) -> Service:
         """Register an image already present in the local engine."""
         name = options.name or _default_name(ref)
@@ -159,6 +183,7 @@ class ServiceRegistry:
         inspect = await asyncio.to_thread(self.images.inspect, ref)
         return await self._register_image(name, ref, inspect, options, f"image:{ref}", built=False)
 
+    @_reserving_names
     async def add_from_image(self, ref: str, options: ServiceOptions = ServiceOptions(), *,
                              credentials: RegistryCredentials | None = None) -> Service:
         """Pull ``ref`` (with optional credentials, never logged) and register it."""
@@ -167,6 +192,7 @@ class ServiceRegistry:
         inspect = await asyncio.to_thread(self.images.pull, ref, credentials)
         return await self._register_image(name, ref, inspect, options, f"pull:{ref}", built=False)
 
+    @_reserving_names
     async def add_from_dockerfile_dir(self, directory: Path, dockerfile: str = "Dockerfile",
                                       options: ServiceOptions = ServiceOptions()) -> Service:
         """Build ``directory`` (the context) with ``dockerfile`` inside it, then register."""
@@ -178,6 +204,7 @@ class ServiceRegistry:
         return await self._build_and_register(directory, dockerfile, name, options,
                                               f"dir:{directory}:{dockerfile}")
 
+    @_reserving_names
     async def add_from_git(self, url: str, ref: str = "HEAD", dockerfile: str = "Dockerfile",
                            options: ServiceOptions = ServiceOptions()) -> Service:
         """Clone ``url`` at ``ref`` with git, build ``dockerfile`` (relative to the repo)."""
@@ -225,6 +252,7 @@ class ServiceRegistry:
         return service
 
     # ----------------------------------------------------------------- DATA
+    @_reserving_names
     async def add_data(self, path: Path, options: ServiceOptions = ServiceOptions()) -> Service:
         """Publish a file or directory, content-hashed (see ``datahash``)."""
         path = Path(await asyncio.to_thread(os.path.abspath, path))
@@ -257,13 +285,27 @@ class ServiceRegistry:
 
     # ----------------------------------------------------------------- helpers
     async def _require_free(self, name: str) -> None:
+        """Refuse a name already stored or being added; else reserve it for this add.
+
+        The reservation is released when the ``add_*`` call ends (``_reserving_names``), so
+        two concurrent adds of one name cannot both build into the same image tag.
+        """
+        await self._check_not_stored(name)
+        if name in self._pending:
+            raise ServiceError(f"a service named {name!r} is being added right now")
+        self._pending.add(name)
+        reserved = _RESERVED.get()
+        if reserved is not None:
+            reserved.append(name)
+
+    async def _check_not_stored(self, name: str) -> None:
         sid = service_id(self.owner, name)
         if await self.repository.get(sid) is not None:
             raise ServiceError(f"a service named {name!r} already exists (id {sid}); "
                                f"remove it first or choose another --name")
 
     async def _save_new(self, service: Service) -> None:
-        await self._require_free(service.name)
+        await self._check_not_stored(service.name)
         await self.repository.save(service)
 
 

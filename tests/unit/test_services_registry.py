@@ -134,3 +134,21 @@ async def test_operator_edits_interfaces_and_visibility(tmp_path: Path) -> None:
     assert removed.id == service.id and await reg.list() == []
     with pytest.raises(ServiceError, match="no service with id"):
         await reg.get(service.id)
+
+
+async def test_concurrent_adds_of_one_name_cannot_both_proceed(tmp_path: Path) -> None:
+    import asyncio
+
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (64 << 20))  # hashing takes a while: the second add overlaps it
+    reg = registry()
+    results = await asyncio.gather(reg.add_data(big, ServiceOptions(name="same")),
+                                   reg.add_data(big, ServiceOptions(name="same")),
+                                   return_exceptions=True)
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert len(errors) == 1 and "being added right now" in str(errors[0])
+    assert [s.name for s in await reg.list()] == ["same"]
+    # the reservation ends with the call: after a failure the name is free again
+    with pytest.raises(ServiceError):
+        await reg.add_data(tmp_path / "missing", ServiceOptions(name="again"))
+    assert (await reg.add_data(big, ServiceOptions(name="again"))).name == "again"
