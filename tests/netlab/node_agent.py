@@ -63,7 +63,7 @@ async def stdin_lines() -> asyncio.StreamReader:
 
 async def run_relay(args: argparse.Namespace) -> None:
     transport = Transport(Identity.generate(), settings=TransportSettings(keepalive_interval=5))
-    addr = await transport.start("0.0.0.0", 0)
+    addr = await transport.start(args.bind, 0)
     transport.listen_addrs = [(args.ip, addr[1])]
     service = RelayService(transport)
     emit(event="ready", addr=[args.ip, addr[1]], peer=transport.identity.peer_id.hex)
@@ -174,6 +174,7 @@ def main() -> int:
     sub = parser.add_subparsers(dest="mode", required=True)
     r = sub.add_parser("relay")
     r.add_argument("--ip", required=True)
+    r.add_argument("--bind", default="0.0.0.0")
     p = sub.add_parser("peer")
     p.add_argument("--ip", required=True)
     p.add_argument("--relay", action="append", default=[], required=True)
