@@ -187,6 +187,7 @@ class Scheduler:
                 raise LocalProtocolError(f"job {job.name!r} has no executor candidate; "
                                          "resolve its service before starting the run")
             self._jobs[job.name] = _JobState(JobRecord(run_id, job.name, updated_at=now), options)
+        self._specs = {job.name: job for job in workflow.jobs}
         self._upstream = {name: workflow.upstream_of(name) for name in self._jobs}
         self._downstream = {name: workflow.downstream_of(name) for name in self._jobs}
         self._check_acyclic()
@@ -376,7 +377,7 @@ class Scheduler:
                                      now)
             elif (status is JobStatus.RUNNING and state.timeout_deadline is not None
                   and now >= state.timeout_deadline):
-                limit = self.workflow.job(name).timeout_s
+                limit = self._specs[name].timeout_s
                 self._attempt_failed(name, f"timed out after {limit:g}s", now)
             elif status is JobStatus.IDLE and state.retry_at is not None and now >= state.retry_at:
                 state.retry_at = None
@@ -411,7 +412,7 @@ class Scheduler:
             return
         if status is not JobStatus.RUNNING:
             self._set_job(name, JobStatus.RUNNING, now, report.detail)
-            timeout = self.workflow.job(name).timeout_s
+            timeout = self._specs[name].timeout_s
             self._jobs[name].timeout_deadline = None if timeout is None else now + timeout
 
     def _on_exited(self, name: str, report: Report, now: float) -> None:
@@ -430,7 +431,7 @@ class Scheduler:
         if delivery is None:
             return
         failed = dict(report.failed)
-        by_connection = {i: c for i, c in enumerate(self.workflow.connections)}
+        by_connection = dict(enumerate(self.workflow.connections))
         blamed: dict[str, str] = {}
         for index, why in failed.items():
             conn = by_connection.get(index)
@@ -467,7 +468,7 @@ class Scheduler:
 
     def _resend_request(self, name: str, now: float) -> None:
         state = self._jobs[name]
-        job = self.workflow.job(name)
+        job = self._specs[name]
         record = state.record
         assert record.executor is not None and record.service_id is not None
         state.tries += 1
@@ -490,7 +491,7 @@ class Scheduler:
         if notify and record.executor is not None and record.status is not JobStatus.IDLE:
             self._commands.append(CancelJob(record.executor, self.run_id, name, record.attempt,
                                             reason))
-        policy = self.workflow.job(name).retry
+        policy = self._specs[name].retry
         state.receivers.clear()
         if state.tries < policy.attempts and not self._run.is_terminal:
             if policy.other_peer:

@@ -59,6 +59,8 @@ __all__ = ["LoadedWorkflow", "load_workflow", "load_workflow_file", "dump_workfl
            "workflow_to_dict"]
 
 ANY_PEER = "any"
+_LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's loader when PyYAML was built with it: 20x faster to compose, same marks."""
 _T = TypeVar("_T")
 
 _TOP_KEYS = ("name", "description", "jobs", "connections")
@@ -355,7 +357,7 @@ def _kind(node: yaml.Node | None, value: Any = None) -> str:
 def load_workflow(text: str, source: str = "<workflow>") -> LoadedWorkflow:
     """Parse workflow YAML; raise ``WorkflowInvalid`` listing every located problem."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
