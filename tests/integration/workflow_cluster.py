@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from rnn_tui.control import client
 from rnn_tui.services.runtime import NODE_LABEL
 from tests.conftest import rnn_env
 from tests.nodes import NodeProcess, cluster, wait_for
@@ -41,14 +42,14 @@ def workflow_cluster(home: Path, base: int, image: str, executors: int,
                 node.wait_ready()
             for index, files in data.items():
                 for name in files:
-                    nodes[index].call("service", "add", "--data", str(DATA / name))
+                    control(nodes[index], "service.add", data=str(DATA / name))
             for index in busybox_on if busybox_on is not None else range(executors):
-                nodes[index].call("service", "add", "--local-image", image, "--name", "busybox")
+                control(nodes[index], "service.add", local_image=image, name="busybox")
             for node in nodes:
-                requester.call("connect", node.addr)
+                control(requester, "connect", target=node.addr)
             for i, node in enumerate(nodes):
                 for other in nodes[i + 1:]:
-                    node.call("connect", other.addr)
+                    control(node, "connect", target=other.addr)
             yield requester, nodes
         finally:
             if docker_client is not None:
@@ -59,15 +60,21 @@ def workflow_cluster(home: Path, base: int, image: str, executors: int,
                             container.remove(force=True)
 
 
+def control(node: NodeProcess, method: str, timeout: float = 60.0, **params: Any) -> Any:
+    """Call the node's control API in-process (no CLI start-up per call)."""
+    return client.call(node.data_dir / "control.sock", method, params, timeout=timeout)
+
+
 def start_run(requester: NodeProcess, workflow: Path | str) -> str:
-    run = requester.call("run", "start", str(workflow))
+    path = Path(workflow)
+    run = control(requester, "run.start", yaml=path.read_text(), source=str(path))
     return str(run["run_id"])
 
 
 def wait_run(requester: NodeProcess, run_id: str, timeout: float = 90.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        status = requester.call("run", "status", run_id, "--wait", "10", timeout=40)
+        status = control(requester, "run.status", timeout=40, run_id=run_id, wait=10)
         if status["status"] in ("COMPLETED", "FAILED", "CANCELLED"):
             return dict(status)
         if time.monotonic() > deadline:
@@ -78,7 +85,7 @@ def wait_run(requester: NodeProcess, run_id: str, timeout: float = 90.0) -> dict
 def wait_job(requester: NodeProcess, run_id: str, job: str, states: tuple[str, ...],
              timeout: float = 60.0) -> dict[str, Any]:
     def current() -> dict[str, Any] | None:
-        status = requester.try_call("run", "status", run_id) or {"jobs": []}
+        status = control(requester, "run.status", run_id=run_id)
         for entry in status["jobs"]:
             if entry["job"] == job and entry["status"] in states:
                 return dict(entry)
