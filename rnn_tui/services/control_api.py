@@ -59,6 +59,14 @@ def _str(params: dict[str, Any], key: str) -> str | None:
     return value
 
 
+def _text_or_none(params: dict[str, Any], key: str) -> str | None:
+    """Like ``_str`` but empty text is allowed (a description may be cleared)."""
+    value = params.get(key)
+    if value is not None and not isinstance(value, str):
+        raise ServiceSpecError(f"parameter {key!r}: expected text")
+    return value
+
+
 def _int(params: dict[str, Any], key: str) -> int | None:
     value = params.get(key)
     if value is None:
@@ -117,7 +125,7 @@ def _requirements(params: dict[str, Any], base: Requirements) -> Requirements:
 def options_from_params(params: dict[str, Any]) -> ServiceOptions:
     interfaces_text = _str(params, "interfaces")
     return ServiceOptions(
-        name=_str(params, "name"), description=params.get("description"),
+        name=_str(params, "name"), description=_text_or_none(params, "description"),
         version=_str(params, "version"),
         interfaces=parse_interfaces_label(interfaces_text, "parameter 'interfaces'")
         if interfaces_text else None,
@@ -225,8 +233,9 @@ class ServiceControl:
     async def edit(self, params: dict[str, Any]) -> dict[str, Any]:
         service = await self.registry.get(self._id(params))
         changes: dict[str, Any] = {}
-        if params.get("description") is not None:
-            changes["description"] = str(params["description"])
+        description = _text_or_none(params, "description")
+        if description is not None:
+            changes["description"] = description
         if _str(params, "version") is not None:
             changes["version"] = params["version"]
         visibility = _visibility(params, service.visibility)

@@ -57,6 +57,8 @@ async def test_add_list_show_edit_rm_data(tmp_path: Path) -> None:
     ({"data": "/x", "interfaces": "[{type: MOUNT, path: rel, direction: INPUT}]"},
      r"parameter 'interfaces'\[0\].*relative"),
     ({"image": "x", "username": "u"}, "'password'"),
+    ({"data": "/x", "description": 5}, "'description'"),
+    ({"data": "/x", "name": ""}, "'name'"),
 ])
 async def test_bad_params_name_the_parameter(params: dict[str, object], message: str) -> None:
     with pytest.raises(ServiceError, match=message):
