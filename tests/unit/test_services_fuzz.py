@@ -82,3 +82,18 @@ def test_label_parsing_raises_only_spec_errors(text: str) -> None:
         parse_interfaces_label(text)
     except ServiceSpecError:
         pass
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.dictionaries(st.sampled_from(
+    ["name", "description", "version", "visibility", "allow", "cpu_millis", "memory_bytes",
+     "pids", "network", "timeout_s", "interfaces", "phrase", "kind", "interface", "limit"]),
+    st.one_of(values, st.booleans(), st.none()), max_size=6))
+def test_control_params_raise_only_spec_errors(params: dict[str, Any]) -> None:
+    from rnn_tui.services.control_api import options_from_params, query_from_params
+
+    for parse in (options_from_params, query_from_params):
+        try:
+            parse(params)
+        except ServiceSpecError:
+            pass
