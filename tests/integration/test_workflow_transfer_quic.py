@@ -20,7 +20,7 @@ from rnn_tui.transport import Transport
 from rnn_tui.transport.session import PeerConnection
 from rnn_tui.workflow.transfer_driver import Landing, TransferService
 from rnn_tui.workflow.wire import XferOffer
-from tests.integration.transport_helpers import running
+from transport_helpers import running
 
 pytestmark = [pytest.mark.integration]
 
