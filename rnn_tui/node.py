@@ -169,7 +169,7 @@ class Node:
         self._components.append(self.services)
         await self.gossip.start()
         await self.services.start()
-        from rnn_tui.workflow.service import WorkflowComponent  # runs, executor, transfers
+        from rnn_tui.components.workflows import WorkflowComponent  # runs, executor, transfers
 
         self.workflows = WorkflowComponent(self)
         self._components.append(self.workflows)

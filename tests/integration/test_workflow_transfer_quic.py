@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import pytest
+from transport_helpers import running
 
 from rnn_tui.errors import WorkflowError
 from rnn_tui.identity import PeerId
@@ -20,7 +21,6 @@ from rnn_tui.transport import Transport
 from rnn_tui.transport.session import PeerConnection
 from rnn_tui.workflow.transfer_driver import Landing, TransferService
 from rnn_tui.workflow.wire import XferOffer
-from transport_helpers import running
 
 pytestmark = [pytest.mark.integration]
 
