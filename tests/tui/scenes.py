@@ -56,6 +56,9 @@ async def editor(pilot: Pilot[object]) -> None:
 
 async def yaml_view(pilot: Pilot[object]) -> None:
     await editor(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, EditorScreen)
+    screen.yaml_area.cursor_blink = False  # a blinking cursor makes pictures differ
     await pilot.press("f2")
     await pilot.pause(0.2)
 

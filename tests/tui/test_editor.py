@@ -311,7 +311,7 @@ async def test_run_from_the_editor_colours_boxes_and_opens_logs() -> None:
         assert {j.status.value for j in screen.run_info.jobs} == {"COMPLETED"}
         graph = screen.query_one(GraphView)
         assert graph.canvas.text().count("COMPLETED") == 4
-        keys = {graph.canvas.keys[r.y][r.x] for r in graph.graph_layout.boxes.values()}
+        keys = {graph.canvas.row(r.y)[1][r.x] for r in graph.graph_layout.boxes.values()}
         assert keys <= {"state.ok", "state.ok.sel"}
         graph.select_job("model")
         await pilot.press("enter")

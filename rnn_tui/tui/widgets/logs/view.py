@@ -1,7 +1,7 @@
 """The live logs view: coloured streams, follow, wrap, timestamps, filter, save, copy.
 
 Why this shape (FACTS.md, Textual section): lines arrive at up to 50k/s.  They go into a
-``LogBuffer``; a 15 Hz timer drains it into ``Log.write_lines`` in one batch.  Colour and
+``LogBuffer``; a 10 Hz timer drains it into ``Log.write_lines`` in one batch.  Colour and
 filter highlighting are applied by a Rich ``Highlighter`` at render time, so only visible
 lines pay for styling and the widget stores plain strings.
 """
@@ -24,12 +24,18 @@ from textual.timer import Timer
 from textual.widgets import Input, Label, Log
 
 from rnn_tui.api import LogLine
-from rnn_tui.tui.widgets.logs.buffer import TAG_PATTERN, LogBuffer, LogFormat, format_line, matches
+from rnn_tui.tui.widgets.logs.buffer import (
+    TAG_PATTERN,
+    LogBuffer,
+    LogFormat,
+    format_line,
+    format_lines,
+)
 from rnn_tui.util.files import atomic_write
 
 __all__ = ["LogView", "StreamHighlighter"]
 
-DRAIN_HZ = 15
+DRAIN_HZ = 10
 MAX_BATCH = 20_000  # lines written per tick at most; the rest waits for the next tick
 STREAM_STYLES = {"OUT": "", "ERR": "bold red", "LOG": "cyan"}
 JOB_STYLES = ("magenta", "green", "yellow", "blue", "bright_magenta", "bright_green")
@@ -141,12 +147,7 @@ class LogView(Vertical, can_focus=False):
         """Move pending lines into the widget in one batch (called at ``DRAIN_HZ``)."""
         if self.buffer.pending_count:
             batch = self.buffer.take_pending(MAX_BATCH)
-            term = self.filter_term
-            fmt = self._format()
-            out: list[str] = []
-            for line in batch:
-                if matches(line, term):
-                    out.extend(format_line(line, fmt))
+            out = format_lines(batch, self._format(), self.filter_term)
             if out:
                 self.log_widget.write_lines(out, scroll_end=self.follow)
         self._update_bar()
@@ -161,10 +162,7 @@ class LogView(Vertical, can_focus=False):
         """Re-render the whole history with the current filter and toggles."""
         log = self.log_widget
         log.clear()
-        fmt = self._format()
-        out: list[str] = []
-        for line in self.buffer.matching(self.filter_term):
-            out.extend(format_line(line, fmt))
+        out = format_lines(self.buffer.history, self._format(), self.filter_term)
         log.write_lines(out, scroll_end=self.follow)
         if not out:
             log.refresh()

@@ -207,9 +207,10 @@ class GraphView(ScrollView, can_focus=True):
         width = self.size.width
         if row >= self.canvas.height:
             return Strip.blank(width, self._style("bg"))
-        segments = [Segment(text, self._style(key)) for text, key in self.canvas.row_runs(row)]
-        strip = Strip(segments, self.canvas.width)
-        return strip.crop_extend(scroll_x, scroll_x + width, self._style("bg"))
+        runs = self.canvas.row_runs(row, scroll_x, scroll_x + width)
+        segments = [Segment(text, self._style(key)) for text, key in runs]
+        strip = Strip(segments, sum(len(text) for text, _key in runs))
+        return strip.extend_cell_length(width, self._style("bg"))
 
     # --- selection ----------------------------------------------------------------------
     def _select(self, selection: Selection) -> None:

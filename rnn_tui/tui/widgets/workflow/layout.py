@@ -17,6 +17,7 @@ Pure: no textual, no IO.  ``layout_graph`` returns geometry; ``canvas.py`` draws
 
 from __future__ import annotations
 
+import heapq
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -171,18 +172,21 @@ def layout_graph(boxes: Sequence[BoxSpec], edges: Sequence[EdgeSpec],
     specs = {b.node_id: b for b in boxes}
     graph: nx.DiGraph[str] = nx.DiGraph()
     graph.add_nodes_from(specs)
-    usable: list[EdgeSpec] = []
-    for e in edges:
-        if e.src not in specs or e.dst not in specs or e.src == e.dst:
-            continue
-        if e.src_port not in specs[e.src].outputs or e.dst_port not in specs[e.dst].inputs:
-            continue
-        if not graph.has_edge(e.src, e.dst):
-            graph.add_edge(e.src, e.dst)
-            if not nx.is_directed_acyclic_graph(graph):
-                graph.remove_edge(e.src, e.dst)
-                continue
-        usable.append(e)
+    candidates = [e for e in edges
+                  if e.src in specs and e.dst in specs and e.src != e.dst
+                  and e.src_port in specs[e.src].outputs and e.dst_port in specs[e.dst].inputs]
+    graph.add_edges_from((e.src, e.dst) for e in candidates)
+    usable: list[EdgeSpec] = candidates
+    if not nx.is_directed_acyclic_graph(graph):
+        # Rare (a half-edited graph): keep edges in order, skipping each that closes a cycle.
+        graph.remove_edges_from(list(graph.edges))
+        usable = []
+        for e in candidates:
+            if not graph.has_edge(e.src, e.dst):
+                if nx.has_path(graph, e.dst, e.src):
+                    continue
+                graph.add_edge(e.src, e.dst)
+            usable.append(e)
 
     order_hint = {n: i for i, n in enumerate(specs)}
     generations = [sorted(g, key=order_hint.__getitem__) for g in nx.topological_generations(graph)]
@@ -248,11 +252,11 @@ def layout_graph(boxes: Sequence[BoxSpec], edges: Sequence[EdgeSpec],
     # Channel column for (edge, gap): spread the edges of a gap over its width, ordered by
     # their target row so parallel edges do not cross needlessly.
     channel: dict[tuple[int, int], int] = {}
+    first_layer = {idx: layer_of[chain[0]] for idx, chain in chains.items()}
     for gi, idxs in gap_edges.items():
 
         def chain_pos(idx: int, gi: int = gi) -> int:
-            return [layer_of[c] if c in specs else int(c.split(":")[1])
-                    for c in chains[idx]].index(gi)
+            return gi - first_layer[idx]  # a chain holds one node per layer
 
         def row_of(idx: int, pos: int) -> int:
             node = chains[idx][pos]
@@ -309,21 +313,32 @@ def _order_channels(idxs: list[int], target_row: Callable[[int], int],
     horizontal segments would overlap and read as one line.  Cycles in those rules (rare)
     fall back to the plain sort.
     """
-    base = sorted(idxs, key=lambda i: (target_row(i), source_row(i), i))
+    targets = {i: target_row(i) for i in idxs}
+    sources = {i: source_row(i) for i in idxs}
+    base = sorted(idxs, key=lambda i: (targets[i], sources[i], i))
     rank = {i: k for k, i in enumerate(base)}
     by_target: dict[int, list[int]] = defaultdict(list)
     for i in base:
-        by_target[target_row(i)].append(i)
-    rules: nx.DiGraph[int] = nx.DiGraph()
-    rules.add_nodes_from(base)
+        by_target[targets[i]].append(i)
+    after: dict[int, list[int]] = defaultdict(list)  # a -> edges that must be right of a
+    blockers = dict.fromkeys(base, 0)
     for a in base:
-        for b in by_target.get(source_row(a), []):
-            if a != b and source_row(b) != target_row(a):
-                rules.add_edge(a, b)
-    try:
-        return list(nx.lexicographical_topological_sort(rules, key=rank.__getitem__))
-    except nx.NetworkXUnfeasible:
-        return base
+        for b in by_target.get(sources[a], []):
+            if a != b and sources[b] != targets[a]:
+                after[a].append(b)
+                blockers[b] += 1
+    # Kahn's algorithm, always taking the lowest-ranked free edge (stable w.r.t. the sort).
+    ready = [rank[i] for i in base if blockers[i] == 0]
+    heapq.heapify(ready)
+    ordered: list[int] = []
+    while ready:
+        a = base[heapq.heappop(ready)]
+        ordered.append(a)
+        for b in after[a]:
+            blockers[b] -= 1
+            if blockers[b] == 0:
+                heapq.heappush(ready, rank[b])
+    return ordered if len(ordered) == len(base) else base
 
 
 def _dedupe(points: list[tuple[int, int]]) -> list[tuple[int, int]]:
