@@ -119,7 +119,7 @@ class GraphView(ScrollView, can_focus=True):
         self.selection = Selection(workflow.jobs[0].name if workflow.jobs else None)
         self.pending: tuple[str, str] | None = None  # (job, output port)
         self.graph_layout: Layout = Layout()
-        self.canvas: Canvas = Canvas(1, 1, [[" "]], [["bg"]])
+        self.canvas: Canvas = Canvas(1, 1)
         self._styles: dict[str, Style] = {}
         self._relayout()
 
