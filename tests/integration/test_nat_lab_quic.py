@@ -68,8 +68,12 @@ def test_eim_to_symmetric_goes_direct_by_birthday_punch(run):
     assert b.all("ready")[0]["detected"] == "edm", story
     (outcome,) = a.all("punch-outcome")
     assert outcome["path"] == "direct" and outcome["strategy"] == "birthday-easy", story
+    (started,) = b.all("PunchStarted")
+    assert started["strategy"] == "birthday-hard" and started["sockets"] == 256, story
+    # The winner is one of the 256 extra sockets, or (1 time in 257) the node socket,
+    # whose own plain probes opened one more mapping towards the easy side.
     (won,) = b.all("PunchSucceeded")
-    assert won["via"] >= 1, "the symmetric side talks QUIC from its winning extra socket"
+    assert 0 <= won["via"] <= 256, story
     assert [e["path"] for e in exchanged(a)] == ["relayed", "direct"], story
     assert all(e["ok"] for e in exchanged(a)), story
     assert [e["path"] for e in b.all("echoed")] == ["relayed", "direct"], story
