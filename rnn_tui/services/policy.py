@@ -44,6 +44,11 @@ class ExecutorPolicy:
     #: May peers other than the owner replace the image's command?  Off: a service is the
     #: program its owner published, not a shell in their image.
     allow_command_override: bool = False
+    #: Mount the image read-only, with a tmpfs ``/tmp`` (charged to the job's memory):
+    #: a job then cannot fill the host's disk through its container layer.  Off by default
+    #: because many images write outside ``/tmp``.
+    read_only_rootfs: bool = False
+    tmpfs_bytes: int = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)

@@ -408,7 +408,9 @@ class DockerRuntime:
                 mem_limit=limits.memory_bytes, memswap_limit=limits.memory_bytes,
                 nano_cpus=limits.cpu_millis * 1_000_000, pids_limit=limits.pids,
                 security_opt=["no-new-privileges"], cap_drop=["ALL"], privileged=False,
-                log_config=log_config)
+                log_config=log_config, read_only=self.policy.read_only_rootfs,
+                tmpfs={"/tmp": f"rw,nosuid,nodev,size={self.policy.tmpfs_bytes}"}
+                if self.policy.read_only_rootfs else None)
             created = api.create_container(
                 image=image, command=list(request.command) if request.command else None,
                 stdin_open=True, tty=False, environment=dict(request.env),

@@ -289,3 +289,16 @@ async def test_missing_command_is_errored_not_raised(service_registry, docker_ru
     assert result.outcome is JobOutcome.ERRORED
     assert result.explanation.startswith("could not start:") and "no-such-program" in result.explanation
     assert not docker_client.containers.list(all=True, filters={"label": f"{NODE_LABEL}={node_identity.peer_id}"})
+
+
+async def test_read_only_rootfs_policy(service_registry, docker_client, base_image, node_identity, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    service = await base_service(service_registry, base_image)
+    runtime = DockerRuntime(node_identity.peer_id, tmp_path / "jobs",
+                            ExecutorPolicy(read_only_rootfs=True, tmpfs_bytes=1 << 20),
+                            client=docker_client)
+    script = ("touch /etc/x 2>/dev/null && echo ROOT-WRITABLE || echo ROOT-READONLY; "
+              "echo ok > /tmp/t && cat /tmp/t; "
+              "head -c 2000000 /dev/zero > /tmp/big 2>/dev/null && echo TMP-UNBOUNDED || echo TMP-FULL")
+    result = await runtime.run(JobRequest("ro-job", service, node_identity.peer_id,
+                                          command=("sh", "-c", script)))
+    assert result.stdout_path.read_text().split() == ["ROOT-READONLY", "ok", "TMP-FULL"]
