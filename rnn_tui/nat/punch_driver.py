@@ -288,7 +288,8 @@ class HolePuncher:
             if session.core.initiator:
                 session.side_via = ev.via
                 conn = self._connector.client(
-                    lambda data, addr: self._side_send(sock, data, addr), ev.remote, session.peer)
+                    lambda data, addr: self._side_send(sock, data, addr), ev.remote, session.peer,
+                    on_terminated=lambda link: self._side_closed(session))
                 session.side_conn = conn
                 conn.connect()
                 self._tasks.spawn(f"direct:{session.peer.short}",
@@ -303,6 +304,13 @@ class HolePuncher:
         else:
             self._tasks.spawn(f"direct:{session.peer.short}", self._await_inbound(session),
                               replace=True)
+
+    def _side_closed(self, session: _Session) -> None:
+        """The direct connection on an extra socket ended: release that socket too."""
+        if session.core.state in (PunchState.SUCCEEDED, PunchState.FAILED):
+            self._close_aux(session, keep=None)
+        if self._direct.get(session.peer) is session.side_conn:
+            del self._direct[session.peer]
 
     @staticmethod
     def _side_send(sock: socket.socket, data: bytes, addr: Addr) -> None:
@@ -319,7 +327,8 @@ class HolePuncher:
                 return
             session.side_via = via
             session.side_conn = self._connector.server(
-                lambda d, a: self._side_send(sock, d, a), addr, session.peer, dcid)
+                lambda d, a: self._side_send(sock, d, a), addr, session.peer, dcid,
+                on_terminated=lambda link: self._side_closed(session))
         session.side_conn.datagram_received(data, addr)
 
     async def _dial_direct(self, session: _Session, ev: PunchSucceeded) -> None:

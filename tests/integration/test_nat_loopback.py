@@ -63,6 +63,9 @@ async def eventually(predicate, timeout: float) -> None:  # type: ignore[no-unty
     raise AssertionError(f"condition not met within {timeout:g}s")
 
 
+INBOUND: dict[Transport, list[PeerConnection]] = {}
+
+
 def dead_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -72,7 +75,7 @@ def dead_loopback_port() -> int:
 async def punch_pair(a: Transport, relay: Transport, b: Transport
                      ) -> tuple[PeerConnection, HolePuncher, HolePuncher]:
     RelayService(relay)
-    client_b = RelayClient(b)
+    client_b = RelayClient(b, on_connection=lambda c, r: INBOUND.setdefault(b, []).append(c))
     await client_b.reserve(await b.dial(relay.endpoint.local_addr, relay.identity.peer_id))
     client_a = RelayClient(a)
     to_relay = await a.dial(relay.endpoint.local_addr, relay.identity.peer_id)
@@ -122,5 +125,20 @@ async def test_punch_to_an_unreachable_address_stays_relayed_with_a_reason() -> 
         assert outcome.path is PathType.RELAYED and outcome.connection is None
         assert "no probe answered" in outcome.reason and outcome.attempts == 2
         assert await a.ping(relayed) > 0, "the relayed connection still works"
+        await pa.close()
+        await pb.close()
+
+
+async def test_simultaneous_punches_from_both_sides_settle_on_one_session() -> None:
+    async with running(3) as (a, relay, b):
+        relayed, pa, pb = await punch_pair(a, relay, b)
+        await eventually(lambda: bool(INBOUND.get(b)), 5)
+        b_side = INBOUND[b][0]  # B's end of the relayed connection
+        out_a, out_b = await asyncio.gather(pa.punch(relayed, timeout=15),
+                                            pb.punch(b_side, timeout=15))
+        assert out_a.path is PathType.DIRECT, out_a.reason
+        assert out_b.path is PathType.DIRECT, out_b.reason
+        assert out_a.connection is not None and out_a.connection.peer_id == b.identity.peer_id
+        assert out_b.connection is not None and out_b.connection.peer_id == a.identity.peer_id
         await pa.close()
         await pb.close()
