@@ -44,7 +44,7 @@ from rnn_tui.services.runtime import DockerRuntime, JobOutcome, JobRequest, Outp
 from rnn_tui.transport.session import PeerConnection
 from rnn_tui.util.tasks import TaskManager
 from rnn_tui.workflow import messages as wm
-from rnn_tui.workflow.receipts import Digest, Receipt, sign_receipt
+from rnn_tui.workflow.receipts import Digest, Receipt, params_digest, sign_receipt
 from rnn_tui.workflow.transfer import PathEscape, confine_path, hash_file
 from rnn_tui.workflow.transfer_driver import Landing, TransferService, transfer_id_for
 from rnn_tui.workflow.wire import WfCommand, WfLog, WfReceipt, WfReply, WfReport, XferOffer
@@ -365,7 +365,8 @@ class ExecutorService:
                          for _, i in sorted(held.inputs.items())),
             outputs=tuple(Digest(source, size, sha)
                           for source, (_p, size, sha) in sorted(held.outputs.items())),
-            exit_code=code, started_ms=int(started * 1000), ended_ms=int(time.time() * 1000))
+            exit_code=code, started_ms=int(started * 1000), ended_ms=int(time.time() * 1000),
+            params_sha256=params_digest(req.env, req.args))
         signed = sign_receipt(self.identity, receipt)
         with contextlib.suppress(RnnError):
             conn = await self.connect(held.requester)
