@@ -312,7 +312,13 @@ class RnnApp(App[int]):
             title = {"RnnApp": "Everywhere"}.get(owner, owner)
             display = self.get_key_display(binding)
             sections.setdefault(title, []).append((display or key, binding.description))
-        self.push_screen(HelpScreen(sorted(sections.items(), key=lambda kv: kv[0] != "Everywhere")))
+        def order(title: str) -> int:
+            if title == "Everywhere":
+                return 0
+            return 1 if title.endswith("Screen") or title in ("GraphView", "LogView",
+                                                                  "FilterTable") else 2
+
+        self.push_screen(HelpScreen(sorted(sections.items(), key=lambda kv: order(kv[0]))))
 
     def action_next_theme(self) -> None:
         names = [t for t in THEMES if t in self.available_themes]
