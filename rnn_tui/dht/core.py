@@ -91,6 +91,8 @@ class DhtConfig:
     ip_votes_needed: int = 3
     #: regenerate our id from a global external IP (BEP 42)
     secure_ids: bool = True
+    #: nodes named in replies fill free bucket slots (unconfirmed), as libtorrent does
+    learn_from_replies: bool = True
     maintenance_interval: float = 60.0
     bucket_refresh_after: float = 15 * 60.0
 
@@ -357,6 +359,11 @@ class DhtCore:
 
     def closest_nodes(self, target: bytes, count: int) -> list[NodeInfo]:
         return self.routing.closest(target, count)
+
+    def heard_about(self, nodes: list[NodeInfo], now: float) -> None:
+        if self.config.learn_from_replies:
+            for node in nodes:
+                self.routing.heard_about(node.node_id, node.addr, now)
 
     def complete(self, op: Operation, result: OperationResult) -> None:
         if op.finished:

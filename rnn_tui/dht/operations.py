@@ -52,6 +52,8 @@ class QueryContext(Protocol):
 
     def closest_nodes(self, target: bytes, count: int) -> list[NodeInfo]: ...
 
+    def heard_about(self, nodes: list[NodeInfo], now: float) -> None: ...
+
     def complete(self, op: Operation, result: OperationResult) -> None: ...
 
 
@@ -147,6 +149,7 @@ class LookupOp(Operation):
             except KrpcError:
                 nodes = []
             token = reply.values.get(b"token")
+            ctx.heard_about(nodes, now)
             self.absorb(ctx, responder, reply, now)
             if self.finished:
                 return

@@ -172,6 +172,29 @@ class RoutingTable:
             new.last_query = now
         return self._insert(new, now)
 
+    def heard_about(self, node_id: bytes, addr: Addr, now: float) -> None:
+        """A node named in someone's reply: take it only into a bucket with free room.
+
+        It enters unconfirmed (questionable); it never displaces a member and never goes to
+        the replacement cache, and one failed query makes it bad.
+        """
+        if node_id == self.own_id or node_id in self._by_id:
+            return
+        index = self.bucket_index(node_id)
+        bucket = self.buckets[index]
+        if len(bucket.nodes) >= self.k and index != len(self.buckets) - 1:
+            return
+        try:
+            compact = node_id + pack_addr(addr)
+        except ValueError:
+            return
+        entry = NodeEntry(node_id, addr)
+        entry._compact = compact
+        inserted = self._insert(entry, now)
+        if inserted is None:  # went to a replacement cache after a split: take it back out
+            bucket = self.buckets[self.bucket_index(node_id)]
+            bucket.replacements = [e for e in bucket.replacements if e is not entry]
+
     def _insert(self, new: NodeEntry, now: float) -> NodeEntry | None:
         while True:
             index = self.bucket_index(new.node_id)

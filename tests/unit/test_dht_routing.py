@@ -114,3 +114,20 @@ def test_ipv6_nodes_stay_out_of_the_ipv4_table() -> None:
     table = RoutingTable(OWN, 0.0)
     assert table.heard_from(b"\x80" + bytes(19), ("::1", 6881), 0.0, responded=True) is None
     assert len(table) == 0
+
+
+def test_nodes_heard_about_only_fill_free_slots_and_go_bad_after_one_failure() -> None:
+    rng = random.Random(6)
+    table = RoutingTable(OWN, 0.0)
+    members = [node_with_prefix(0, rng) for _ in range(K)]
+    for i, node_id in enumerate(members):
+        table.heard_from(node_id, ("10.0.0.1", i + 1), 0.0, responded=True)
+    table.heard_from(node_with_prefix(1, rng), ("10.0.0.2", 1), 0.0, responded=True)  # split
+    rumour = node_with_prefix(0, rng)
+    table.heard_about(rumour, ("10.0.0.3", 1), 1.0)
+    assert rumour not in table and not table.buckets[0].replacements  # bucket 0 is full
+    close = node_with_prefix(3, rng)
+    table.heard_about(close, ("10.0.0.4", 1), 1.0)
+    assert close in table and not table.get(close).is_good(1.0)
+    table.failed(close, 2.0)
+    assert table.get(close) is None or table.get(close).is_bad()
