@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnn_tui.errors import LocalProtocolError
 from rnn_tui.identity.keys import Identity, PeerId
@@ -396,3 +398,57 @@ def test_restart_resends_lost_requests_and_starts() -> None:
     again2 = Scheduler.restore(snap2, s.workflow, REQUESTER, candidates, now=60.0)
     (start_again,) = again2.commands_to_send()
     assert start_again == start  # READY: the StartJob may have been lost, so it is repeated
+
+
+REPORT_KINDS = ["accept", "refuse", "queued", "running", "exit0", "exit1", "delivered",
+                "delivered-failed", "heartbeat"]
+
+
+def _report(kind: str, job: str, attempt: int, delivery: int) -> object:
+    return {
+        "accept": JobAccepted(RUN, job, attempt),
+        "refuse": JobRefused(RUN, job, attempt, "no"),
+        "queued": JobStatusReported(RUN, job, attempt, ExecState.QUEUED),
+        "running": JobStatusReported(RUN, job, attempt, ExecState.RUNNING),
+        "exit0": JobExited(RUN, job, attempt, 0),
+        "exit1": JobExited(RUN, job, attempt, 1, "boom"),
+        "delivered": OutputsDelivered(RUN, job, attempt, delivery),
+        "delivered-failed": OutputsDelivered(RUN, job, attempt, delivery, (),
+                                             ((delivery, "lost"), (99, "no such route"))),
+        "heartbeat": Heartbeat(RUN, job, attempt),
+    }[kind]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.sampled_from(REPORT_KINDS),
+                          st.sampled_from(["src", "mid", "end"]), st.integers(0, 3),
+                          st.integers(0, 2), st.sampled_from([0.0, 0.5, 3.0, 10.0]),
+                          st.integers(0, 30)), max_size=60))
+def test_any_report_sequence_is_absorbed(steps: list[tuple[int, str, str, int, int, float, int]]
+                                         ) -> None:
+    """Every (state, report) pair, from any peer, any attempt: no exception, terminal states
+    stay terminal, the run's status agrees with its jobs'."""
+    s = make(src=[A, B], mid=[B, D], end=[C])
+    s.start(0.0)
+    now = 0.0
+    final: dict[str, JobStatus] = {}
+    for peer_index, kind, job, attempt, delivery, dt, action in steps:
+        now += dt
+        if action == 0:
+            s.cancel(now)
+        elif action == 1:
+            s.report_failure(job, attempt, "orchestrator says no", now)
+        elif action == 2:
+            s.handle_timer(now)
+        else:
+            s.receive(PEERS[peer_index], _report(kind, job, attempt, delivery), now)  # type: ignore[arg-type]
+        drain(s)
+        for record in s.jobs:
+            if record.job in final:
+                assert record.status is final[record.job], "a terminal job changed"
+            elif record.is_terminal:
+                final[record.job] = record.status
+    if s.run.status is RunStatus.COMPLETED:
+        assert all(j.status is JobStatus.COMPLETED for j in s.jobs)
+    if s.run.is_terminal:
+        assert all(j.is_terminal for j in s.jobs)
