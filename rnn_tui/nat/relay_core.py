@@ -12,8 +12,9 @@ peer cannot reserve, dial or send under another peer's id.  Circuit data is forw
 only between the two authenticated ends of an accepted circuit.
 
 Limits (``RelayLimits``): reservations, concurrent circuits (total and per peer), bytes
-and duration per circuit, and a token bucket per peer for control requests, so a flood of
-reservations or dials costs the relay a refusal each and nothing more.
+and duration per circuit, a token bucket per peer for control requests (a flood of
+reservations or dials costs the relay a refusal each and nothing more) and one per peer
+over the circuit bytes it sends (excess is dropped, as by a congested link).
 
 Inputs: ``receive_message(peer, msg, now)``, ``peer_disconnected(peer, now)``,
 ``handle_timer(now)``.  Outputs: ``messages_to_send()`` as (peer, message) pairs,
@@ -59,13 +60,16 @@ class RelayLimits:
     accept_timeout: float = 10.0  # the target must accept an incoming circuit within this
     request_rate: float = 2.0  # control requests per second per peer (token bucket)
     request_burst: int = 8
+    peer_bytes_per_second: float = 32 * 1024 * 1024  # relayed bytes a peer may send
+    peer_bytes_burst: int = 4 * 1024 * 1024
 
     def __post_init__(self) -> None:
         for name in ("max_reservations", "max_circuits", "max_circuits_per_peer",
-                     "max_circuit_bytes", "request_burst"):
+                     "max_circuit_bytes", "request_burst", "peer_bytes_burst"):
             if getattr(self, name) < 1:
                 raise ValueError(f"relay limit {name} must be at least 1")
-        for name in ("reservation_ttl", "max_circuit_seconds", "accept_timeout", "request_rate"):
+        for name in ("reservation_ttl", "max_circuit_seconds", "accept_timeout", "request_rate",
+                     "peer_bytes_per_second"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"relay limit {name} must be positive")
 
@@ -156,11 +160,13 @@ class RelayServer:
         self._reservations: dict[PeerId, float] = {}  # peer -> expiry
         self._circuits: dict[int, _Circuit] = {}
         self._buckets: dict[PeerId, _Bucket] = {}
+        self._byte_buckets: dict[PeerId, _Bucket] = {}
         self._next_circuit = 1
         self._out: list[tuple[PeerId, RelayMessage]] = []
         self._events: deque[RelayEvent] = deque()
         self.bytes_relayed = 0
         self.refusals = 0
+        self.dropped_over_rate = 0  # circuit bytes dropped by the per-peer byte rate
 
     # -- inputs ----------------------------------------------------------------------
     def receive_message(self, peer: PeerId, msg: RelayMessage, now: float) -> None:
@@ -185,6 +191,7 @@ class RelayServer:
         """The connection to ``peer`` closed: its reservation and circuits go with it."""
         self._reservations.pop(peer, None)
         self._buckets.pop(peer, None)
+        self._byte_buckets.pop(peer, None)
         for circuit in [c for c in self._circuits.values() if c.other_end(peer) is not None]:
             self._end(circuit, f"peer {peer.short} disconnected", now, notify_except=peer)
 
@@ -244,6 +251,20 @@ class RelayServer:
         if bucket.tokens < 1.0:
             return False
         bucket.tokens -= 1.0
+        return True
+
+    def _allow_bytes(self, peer: PeerId, size: int, now: float) -> bool:
+        """Token bucket per peer over the circuit bytes it sends (all its circuits)."""
+        lim = self.limits
+        bucket = self._byte_buckets.get(peer)
+        if bucket is None:
+            bucket = self._byte_buckets[peer] = _Bucket(float(lim.peer_bytes_burst), now)
+        bucket.tokens = min(float(lim.peer_bytes_burst),
+                            bucket.tokens + (now - bucket.at) * lim.peer_bytes_per_second)
+        bucket.at = now
+        if bucket.tokens < size:
+            return False
+        bucket.tokens -= size
         return True
 
     def _on_reserve(self, peer: PeerId, now: float) -> None:
@@ -332,6 +353,11 @@ class RelayServer:
             return
         if circuit.state is not _CircuitState.ACTIVE:
             self._refused_forward(peer, msg.circuit_id, "circuit not accepted yet")
+            return
+        if not self._allow_bytes(peer, len(msg.payload), now):
+            # Over its byte rate: drop like a congested link would.  The ends' QUIC
+            # congestion control slows down; no event per packet (that would be a flood).
+            self.dropped_over_rate += len(msg.payload)
             return
         if circuit.bytes_relayed + len(msg.payload) > self.limits.max_circuit_bytes:
             self._end(circuit, f"byte limit of {self.limits.max_circuit_bytes} reached", now)

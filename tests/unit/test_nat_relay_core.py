@@ -196,3 +196,16 @@ def test_limits_are_validated():
         RelayLimits(max_reservations=0)
     with pytest.raises(ValueError, match="request_rate"):
         RelayLimits(request_rate=0)
+
+
+def test_per_peer_byte_rate_drops_the_excess_and_refills():
+    r = RelayServer(RelayLimits(peer_bytes_per_second=1000, peer_bytes_burst=2000))
+    cid = open_circuit(r)
+    for _ in range(5):
+        r.receive_message(A, CircuitData(cid, b"x" * 500), 1.0)
+    forwarded = [m for p, m in r.messages_to_send() if p == B]
+    assert len(forwarded) == 4 and r.dropped_over_rate == 500
+    r.receive_message(A, CircuitData(cid, b"x" * 500), 1.5)  # 500 bytes of tokens back
+    assert len(r.messages_to_send()) == 1
+    r.receive_message(B, CircuitData(cid, b"y" * 500), 1.5)  # B has its own bucket
+    assert r.messages_to_send() == [(A, CircuitData(cid, b"y" * 500))]
