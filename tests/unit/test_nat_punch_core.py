@@ -6,6 +6,8 @@ import random
 from dataclasses import dataclass, field
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnn_tui.errors import LocalProtocolError
 from rnn_tui.nat.model import NatType
@@ -339,3 +341,51 @@ def test_config_rejects_impossible_bounds():
         PunchConfig(port_range=(0, 10))
     with pytest.raises(ValueError, match="birthday_max_probes"):
         PunchConfig(port_range=(1000, 1010), birthday_max_probes=100)
+
+
+# -- every input in every state: the core never raises and never wins on forged input ----
+ATTEMPTS = st.sampled_from([b"\x00" * 8, b"\x01" * 8, b"\xff" * 8])
+ADDRS = st.lists(st.sampled_from([A_PUB, A_LAN, B_PUB, B_LAN]), max_size=3).map(tuple)
+NATS = st.sampled_from(list(NatType))
+MESSAGES = st.one_of(
+    st.builds(PunchConnect, ATTEMPTS, st.binary(min_size=16, max_size=16), ADDRS, NATS,
+              st.booleans()),
+    st.builds(PunchSync, ATTEMPTS),
+    st.builds(PunchRefused, ATTEMPTS, st.text(max_size=20), st.booleans()),
+)
+INPUTS = st.lists(st.one_of(
+    st.tuples(st.just("msg"), MESSAGES),
+    st.tuples(st.just("probe"), st.builds(Probe, st.sampled_from([1, 2]), ATTEMPTS,
+                                          st.booleans(), st.integers(0, 2**32 - 1),
+                                          st.binary(min_size=16, max_size=16))),
+    st.tuples(st.just("bytes"), st.binary(max_size=40)),
+    st.tuples(st.just("time"), st.floats(0.0, 5.0)),
+), max_size=25)
+
+
+@settings(max_examples=150, deadline=None)
+@given(initiator=st.booleans(), nat=NATS, inputs=INPUTS)
+def test_any_input_sequence_is_handled_without_exceptions(initiator, nat, inputs):
+    p = HolePunch(initiator=initiator, local_addrs=[A_PUB], nat_type=nat,
+                  rng_bytes=rng_bytes_from(3), rng=random.Random(3),
+                  config=PunchConfig(birthday_max_probes=64, birthday_sockets=4))
+    now = 0.0
+    if initiator:
+        p.start(now)
+    for kind, value in inputs:
+        if kind == "msg":
+            p.receive_message(value, now)
+        elif kind == "probe":
+            p.receive_probe(encode_probe(value), B_PUB, 0, now)
+        elif kind == "bytes":
+            p.receive_probe(value, B_PUB, 0, now)
+        else:
+            now += value
+            timer = p.get_timer()
+            if timer is not None and timer <= now:
+                p.handle_timer(now)
+        p.datagrams_to_send()
+        p.messages_to_send()
+    evs = events(p)
+    # Forged probes carry random tags: they can never make a session succeed.
+    assert not [e for e in evs if isinstance(e, PunchSucceeded)]
