@@ -379,7 +379,15 @@ class DockerRuntime:
         container: str | None = None
         started = time.monotonic()
         try:
-            container = await asyncio.to_thread(self._create, request, limits, ws)
+            create = asyncio.ensure_future(asyncio.to_thread(self._create, request, limits, ws))
+            try:
+                container = await asyncio.shield(create)
+            except asyncio.CancelledError:
+                # Cancelled while the engine was creating it: learn its id, so the finally
+                # below can remove it instead of leaving it for the next reap.
+                with contextlib.suppress(Exception):
+                    container = await asyncio.wait_for(create, 60)
+                raise
             return await self._drive(request, limits, ws, container, cancel_event, started)
         finally:
             self._cancels.pop(request.job_id, None)

@@ -302,3 +302,16 @@ async def test_read_only_rootfs_policy(service_registry, docker_client, base_ima
     result = await runtime.run(JobRequest("ro-job", service, node_identity.peer_id,
                                           command=("sh", "-c", script)))
     assert result.stdout_path.read_text().split() == ["ROOT-READONLY", "ok", "TMP-FULL"]
+
+
+async def test_cancel_during_create_leaves_nothing(service_registry, docker_runtime, docker_client, base_image, node_identity) -> None:  # type: ignore[no-untyped-def]
+    service = await base_service(service_registry, base_image)
+    for delay in (0.0, 0.01, 0.05, 0.2):  # cancel at different points of create/attach/start
+        task = asyncio.ensure_future(docker_runtime.run(JobRequest(
+            f"early-{int(delay * 1000)}", service, node_identity.peer_id, command=("sleep", "30"))))
+        await asyncio.sleep(delay)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not docker_client.containers.list(
+            all=True, filters={"label": f"{NODE_LABEL}={node_identity.peer_id}"}), delay
