@@ -3,7 +3,8 @@
 Figures (median of ``--runs``):
 
 * YAML load + validate of each example in ``workflows/`` and of a generated 200-job DAG (ms);
-* the scheduler's own cost per job for a 100-job random DAG run against instant executors
+* the scheduler's own cost per job for 100- and 1000-job random DAG runs against instant
+  executors
   (µs of CPU per job: its share of the "≤ 150 ms orchestration overhead per job" target);
 * the transfer core moving ``--mib`` MiB in memory, sender → receiver, with per-chunk and
   whole-object sha256 (MB/s), against bare hashlib sha256 of the same bytes, and the most
@@ -196,8 +197,9 @@ def main() -> None:
     print(f"workflow cores, CPU time, median of {args.runs} runs")
     for name, ms in bench_yaml(args.runs).items():
         print(f"  yaml load+validate  {name:<24} {ms:8.2f} ms")
-    print(f"  scheduler           100-job random DAG      {bench_scheduler(args.runs):8.1f} "
-          "µs CPU per job")
+    for jobs in (100, 1000):
+        print(f"  scheduler           {jobs}-job random DAG  {bench_scheduler(args.runs, jobs):8.1f}"
+              " µs CPU per job")
     rate, bare, held = bench_transfer(args.runs, args.mib)
     print(f"  transfer core       {args.mib} MiB, 256 KiB chunks  {rate:8.0f} MB/s "
           f"(bare sha256 {bare:.0f} MB/s); sender held at most {held / 1024 / 1024:.1f} MiB")

@@ -65,6 +65,7 @@ from rnn_tui.workflow.messages import (
 )
 from rnn_tui.workflow.model import (
     JOB_TERMINAL,
+    Connection,
     JobRecord,
     JobStatus,
     RunRecord,
@@ -188,8 +189,23 @@ class Scheduler:
                                          "resolve its service before starting the run")
             self._jobs[job.name] = _JobState(JobRecord(run_id, job.name, updated_at=now), options)
         self._specs = {job.name: job for job in workflow.jobs}
-        self._upstream = {name: workflow.upstream_of(name) for name in self._jobs}
-        self._downstream = {name: workflow.downstream_of(name) for name in self._jobs}
+        self._index = {job.name: i for i, job in enumerate(workflow.jobs)}
+        # jobs by status, kept by _set_job, so each report costs O(waiting jobs), not O(jobs)
+        self._by_status: dict[JobStatus, set[str]] = {status: set() for status in JobStatus}
+        self._by_status[JobStatus.IDLE].update(self._specs)
+        self._dirty: set[str] = set()  # jobs whose start condition may have changed
+        # connections by job, indexed once: (connection index, connection)
+        self._conn_out: dict[str, list[tuple[int, Connection]]] = {n: [] for n in self._jobs}
+        self._conn_in: dict[str, list[tuple[int, Connection]]] = {n: [] for n in self._jobs}
+        for index, conn in enumerate(workflow.connections):
+            if conn.source.job in self._conn_out:
+                self._conn_out[conn.source.job].append((index, conn))
+            if conn.target is not None and conn.target.job in self._conn_in:
+                self._conn_in[conn.target.job].append((index, conn))
+        self._upstream = {n: frozenset(c.source.job for _, c in self._conn_in[n])
+                          for n in self._jobs}
+        self._downstream = {n: frozenset(c.target.job for _, c in self._conn_out[n]
+                                         if c.target is not None) for n in self._jobs}
         self._check_acyclic()
         # (upstream job, downstream job, downstream executor) whose outputs arrived there
         self._delivered: set[tuple[str, str, PeerId]] = set()
@@ -241,6 +257,9 @@ class Scheduler:
             state.outputs = saved.outputs
             state.deliveries = saved.deliveries
             state.last_heard = now
+            scheduler._by_status[JobStatus.IDLE].discard(name)
+            scheduler._by_status[saved.record.status].add(name)
+        scheduler._dirty.update(scheduler._jobs)
         if scheduler._run.is_terminal:
             return scheduler
         for name, state in scheduler._jobs.items():
@@ -444,6 +463,7 @@ class Scheduler:
         for downstream, executor in delivery.targets:
             if downstream not in blamed:
                 self._delivered.add((name, downstream, executor))
+                self._dirty.add(downstream)
         if name in blamed and state.record.status is JobStatus.DELIVERING:
             self._attempt_failed(name, blamed.pop(name), now)
             return
@@ -532,14 +552,18 @@ class Scheduler:
         if self._run.is_terminal:
             return
         if self._request_phase:
-            if all(s.record.status is JobStatus.ACCEPTED for s in self._jobs.values()):
+            if len(self._by_status[JobStatus.ACCEPTED]) == len(self._jobs):
                 self._request_phase = False
+                self._dirty.update(self._jobs)
             else:
                 self._finish_if_done(now)
                 return
-        for name, state in self._jobs.items():
+        candidates = self._dirty & self._by_status[JobStatus.ACCEPTED]
+        self._dirty.clear()
+        for name in sorted(candidates, key=self._index.__getitem__):
+            state = self._jobs[name]
             if state.record.status is not JobStatus.ACCEPTED:
-                continue
+                continue  # started or failed earlier in this loop
             executor = state.record.executor
             assert executor is not None
             ready = True
@@ -588,9 +612,7 @@ class Scheduler:
 
     def _routes_out(self, name: str, only: str | None) -> tuple[OutputRoute, ...]:
         routes: list[OutputRoute] = []
-        for index, conn in enumerate(self.workflow.connections):
-            if conn.source.job != name:
-                continue
+        for index, conn in self._conn_out[name]:
             if conn.target is None:
                 if only is None:
                     routes.append(OutputRoute(index, conn.source.key, self.requester, None, None,
@@ -608,9 +630,8 @@ class Scheduler:
 
     def _routes_in(self, name: str) -> tuple[InputRoute, ...]:
         routes: list[InputRoute] = []
-        for index, conn in enumerate(self.workflow.connections):
-            if conn.target is None or conn.target.job != name:
-                continue
+        for index, conn in self._conn_in[name]:
+            assert conn.target is not None
             source_executor = self._jobs[conn.source.job].record.executor
             assert source_executor is not None
             routes.append(InputRoute(index, conn.source.job, conn.source.key, source_executor,
@@ -620,9 +641,9 @@ class Scheduler:
     def _finish_if_done(self, now: float) -> None:
         if self._run.is_terminal:
             return
-        if not all(s.record.status in JOB_TERMINAL for s in self._jobs.values()):
+        if sum(len(self._by_status[s]) for s in JOB_TERMINAL) != len(self._jobs):
             return
-        if all(s.record.status is JobStatus.COMPLETED for s in self._jobs.values()):
+        if len(self._by_status[JobStatus.COMPLETED]) == len(self._jobs):
             self._set_run(RunStatus.COMPLETED, now)
         else:
             self._set_run(RunStatus.FAILED, now, self._first_error or "a job was cancelled")
@@ -667,7 +688,14 @@ class Scheduler:
     def _set_job(self, name: str, status: JobStatus, now: float, reason: str = "",
                  **changes: object) -> None:
         state = self._jobs[name]
+        old = state.record.status
         state.record = state.record.with_status(status, now, reason, **changes)
+        self._by_status[old].discard(name)
+        self._by_status[status].add(name)
+        # its consumers wait for it to complete, its producers for it to have an executor
+        self._dirty.add(name)
+        self._dirty.update(self._downstream[name])
+        self._dirty.update(self._upstream[name])
         self._events.append(JobStatusChanged(state.record))
 
     def _set_run(self, status: RunStatus, now: float, reason: str = "") -> None:
