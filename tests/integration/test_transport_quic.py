@@ -163,3 +163,37 @@ async def test_keepalive_holds_an_idle_connection_and_idle_timeout_ends_a_dead_o
     finally:
         for n in nodes:
             await n.close()
+
+
+def _has_ipv6_loopback() -> bool:
+    import socket
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="this host has no IPv6 loopback")
+async def test_dual_stack_socket_serves_ipv4_and_ipv6_loopback() -> None:
+    from rnn_tui.transport import Transport
+
+    server = Transport(Identity.generate())
+    v4 = Transport(Identity.generate())
+    v6 = Transport(Identity.generate())
+    try:
+        _, port = await server.start("::", 0, dual_stack=True)  # one socket, both families
+        await v4.start(LOOPBACK, 0)
+        await v6.start("::1", 0)
+        c4 = await v4.dial((LOOPBACK, port), expected_peer_id=server.identity.peer_id)
+        c6 = await v6.dial(("::1", port), expected_peer_id=server.identity.peer_id)
+        assert await v4.ping(c4) > 0 and await v6.ping(c6) > 0
+        await eventually(lambda: len(server.connections()) == 2)
+        seen = sorted(c.remote_addr[0] for c in server.connections())
+        assert seen == ["127.0.0.1", "::1"]  # IPv4 peers appear without the ::ffff: prefix
+        ident = await v4.identify(c4)
+        assert ident.observed_addr == f"127.0.0.1:{v4.endpoint.local_addr[1]}"
+    finally:
+        for n in (server, v4, v6):
+            await n.close()
