@@ -256,3 +256,37 @@ async def test_one_way_flood_beyond_the_limit_is_dropped() -> None:
         conn.send(Probe(b"after"))
         await eventually(lambda: started[-1] == b"after")
         assert await a.ping(conn) > 0
+
+
+async def test_random_stream_payloads_always_get_an_answer() -> None:
+    """Fuzz: whatever a verified peer writes on a request stream, it gets a reply or an
+    error, the server holds nothing afterwards, and the connection keeps working."""
+    from rnn_tui.errors import RemoteProtocolError
+
+    rng = random.Random(7)
+    async with running(2) as (a, b):
+        conn = await a.dial(b.endpoint.local_addr)
+        types = [Ping.TYPE, RawChunk.TYPE, 0, 0x7777, Probe.TYPE]
+        for i in range(60):
+            kind = i % 3
+            if kind == 0:  # pure noise
+                data = rng.randbytes(rng.randint(1, 200))
+            elif kind == 1:  # a plausible header with random fields and a body of random length
+                body = rng.randbytes(rng.randint(0, 64))
+                data = HEADER.pack(FRAME_VERSION, rng.randrange(256), rng.choice(types),
+                                   rng.randrange(2**32), rng.randint(0, 80)) + body
+            else:  # a valid frame with mutated bytes
+                frame = bytearray(encode_frame(Frame(Ping.TYPE, Flags.NONE, 1, Ping(b"x").encode())))
+                for _ in range(rng.randint(1, 3)):
+                    frame[rng.randrange(len(frame))] = rng.randrange(256)
+                data = bytes(frame)
+            fut = raw_request(conn, data)
+            try:
+                async with asyncio.timeout(5):
+                    await fut
+            except (RemoteError, RemoteProtocolError):
+                pass
+        server_side = b.connections()[0]
+        await eventually(lambda: server_side._inbound_active == 0 and server_side._buffered == 0)
+        assert await a.ping(conn) > 0
+        assert conn._buffered == 0
