@@ -125,6 +125,8 @@ class HolePuncher:
         self._connector = VirtualConnector(transport)
         self._tasks = TaskManager("nat-punch")
         self.outcomes: list[PunchOutcome] = []
+        self.max_sessions_per_minute = 6
+        self._recent: dict[PeerId, list[float]] = {}
         transport.handlers.on_message(PunchFrame, self._on_frame)
         transport.endpoint.register_raw(PROBE_MAGIC, self._on_main_datagram)
 
@@ -145,6 +147,17 @@ class HolePuncher:
         except TimeoutError:
             outcome = self._finish(session, None, f"no outcome within {timeout:g}s")
             return outcome
+
+    def _allow_session(self, peer: PeerId) -> bool:
+        """A peer may start only a few sessions a minute: each may cost 256 sockets."""
+        now = self._loop.time()
+        recent = [t for t in self._recent.get(peer, []) if now - t < 60.0]
+        if len(recent) >= self.max_sessions_per_minute:
+            self._recent[peer] = recent
+            return False
+        recent.append(now)
+        self._recent[peer] = recent
+        return True
 
     def direct_connection(self, peer: PeerId) -> PeerConnection | None:
         conn = self._direct.get(peer)
@@ -186,6 +199,10 @@ class HolePuncher:
             own = self.transport.identity.peer_id
             if session is None or session.core.state in (PunchState.SUCCEEDED,
                                                          PunchState.FAILED):
+                if not self._allow_session(peer):
+                    log.info("ignoring a punch from %s: more than %d sessions a minute",
+                             peer.short, self.max_sessions_per_minute)
+                    return
                 session = self._new_session(peer, conn, initiator=False)
             elif session.core.initiator and session.core.state is PunchState.AWAIT_CONNECT \
                     and own.key > peer.key:

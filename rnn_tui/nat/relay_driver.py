@@ -366,8 +366,17 @@ class RelayClient:
             reason = "too many relayed connections" if inbound >= self.max_inbound else "refused"
             relay.send(ToRelay(encode_message(CircuitReject(msg.circuit_id, reason))))
             return
-        self._circuits[(relay_id, msg.circuit_id)] = _Circuit(relay, msg.circuit_id, source)
+        circuit = _Circuit(relay, msg.circuit_id, source)
+        self._circuits[(relay_id, msg.circuit_id)] = circuit
         relay.send(ToRelay(encode_message(CircuitAccept(msg.circuit_id))))
+        # A caller that never sends its Initial must not hold the slot forever.
+        self._loop.call_later(self.handshake_timeout, self._expire_silent, circuit)
+
+    def _expire_silent(self, circuit: _Circuit) -> None:
+        relay_id = circuit.relay.peer_id
+        if circuit.conn is None and relay_id is not None \
+                and self._circuits.get((relay_id, circuit.circuit_id)) is circuit:
+            self._drop(circuit, "no handshake from the caller")
 
     def _on_incoming_data(self, relay: PeerConnection, msg: CircuitData) -> None:
         relay_id = self._peer(relay)

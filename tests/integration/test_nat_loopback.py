@@ -142,3 +142,20 @@ async def test_simultaneous_punches_from_both_sides_settle_on_one_session() -> N
         assert out_b.connection is not None and out_b.connection.peer_id == a.identity.peer_id
         await pa.close()
         await pb.close()
+
+
+async def test_a_peer_cannot_start_punch_sessions_without_limit() -> None:
+    async with running(3) as (a, relay, b):
+        relayed, pa, pb = await punch_pair(a, relay, b)
+        dead_a, dead_b = dead_loopback_port(), dead_loopback_port()
+        pa.addresses = lambda: [("127.0.0.1", dead_a)]
+        pb.addresses = lambda: [("127.0.0.1", dead_b)]
+        pa.config = pb.config = PunchConfig(punch_timeout=0.3, exchange_timeout=0.5,
+                                            max_attempts=1, linger=0.1)
+        pb.max_sessions_per_minute = 1
+        first = await pa.punch(relayed, timeout=10)
+        assert "no probe answered" in first.reason  # B took part
+        second = await pa.punch(relayed, timeout=10)
+        assert "no CONNECT reply" in second.reason, second.reason  # B ignored it
+        await pa.close()
+        await pb.close()
