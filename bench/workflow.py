@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import os
 import platform
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -72,8 +73,7 @@ def _docker(image: str, script: str) -> list[str]:
 
 
 def direct_piped(image: str) -> float:
-    cmd = " | ".join(" ".join(f"'{a}'" if " " in a or "$" in a else a
-                              for a in _docker(image, step)) for step in STEPS)
+    cmd = " | ".join(shlex.join(_docker(image, step)) for step in STEPS)
     t0 = time.perf_counter()
     out = subprocess.run(cmd, shell=True, capture_output=True, text=True, check=True).stdout
     elapsed = time.perf_counter() - t0

@@ -18,7 +18,7 @@ from rnn_tui.workflow.problems import WorkflowInvalid
 from rnn_tui.workflow.validate import validate_workflow
 from rnn_tui.workflow.yaml_io import load_workflow_file
 
-__all__ = ["register", "cmd_validate"]
+__all__ = ["register", "cmd_validate", "cmd_import", "cmd_export"]
 
 
 def register(sub: Any) -> None:
@@ -29,6 +29,14 @@ def register(sub: Any) -> None:
     validate.add_argument("file", metavar="FILE")
     validate.add_argument("--json", action="store_true", help="print problems as JSON")
     validate.set_defaults(func=cmd_validate)
+    imp = wsub.add_parser("import", help="validate a workflow file and store it in the node")
+    imp.add_argument("file", metavar="FILE")
+    imp.add_argument("--json", action="store_true")
+    imp.set_defaults(func=cmd_import)
+    exp = wsub.add_parser("export", help="print a stored workflow as YAML")
+    exp.add_argument("name", metavar="NAME")
+    exp.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+    exp.set_defaults(func=cmd_export)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -61,3 +69,35 @@ def _report(args: argparse.Namespace, rows: list[tuple[str, int, int, str]]) -> 
             print(f"{source}:{line}:{col}: {msg}" if line else f"{source}: {msg}",
                   file=sys.stderr)
     return 1
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Store a workflow in the running node (validated there, with line:column errors)."""
+    from rnn_tui.commands.common import control_call
+    from rnn_tui.errors import RnnError
+
+    try:
+        with open(args.file, encoding="utf-8") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RnnError(f"{args.file}: cannot read: {exc}") from None
+    result = control_call(args, "workflow.import", {"yaml": text, "source": args.file})
+    if args.json:
+        json.dump(result, sys.stdout)
+        sys.stdout.write("\n")
+    else:
+        print(f"imported workflow {result['name']!r} ({result['jobs']} jobs)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Print (or write) a stored workflow exactly as it was imported."""
+    from rnn_tui.commands.common import control_call
+
+    result = control_call(args, "workflow.export", {"name": args.name})
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as handle:
+            handle.write(result["yaml"])
+    else:
+        sys.stdout.write(result["yaml"])
+    return 0

@@ -41,6 +41,7 @@ from rnn_tui.workflow.model import JobRecord, JobStatus, RunRecord, RunStatus, W
 from rnn_tui.workflow.orchestrator import Orchestrator, result_name, spread_candidates
 from rnn_tui.workflow.receipts import SignedReceipt, open_receipt
 from rnn_tui.workflow.scheduler import Candidate, SchedulerConfig
+from rnn_tui.workflow.snapshot import SchedulerSnapshot
 from rnn_tui.workflow.transfer import hash_file
 from rnn_tui.workflow.transfer_driver import Landing, TransferService
 from rnn_tui.workflow.validate import ResolvedService, check_workflow
@@ -93,10 +94,11 @@ class _StorePersistence:
             rid, rc.run_id, rc.job, str(rc.executor), signed.body, signed.signature, verified,
             time.time()))
 
-    async def save_result(self, run_id: str, job: str, peer: PeerId, transfer_id: str,
-                          size: int, sha256: str) -> None:
+    async def save_result(self, run_id: str, job: str, connection: int, peer: PeerId,
+                          transfer_id: str, size: int, sha256: str) -> None:
+        # direction "in:<connection>": a result delivered to us for that connection
         await self.store.call(R.save_transfer, self.store, R.TransferRow(
-            transfer_id, run_id, job, str(peer), "in", sha256, size, 0, "DONE"))
+            transfer_id, run_id, job, str(peer), f"in:{connection}", sha256, size, 0, "DONE"))
 
 
 class WorkflowComponent:
@@ -298,6 +300,13 @@ class WorkflowComponent:
         store = self.node.store
         assert store is not None
         for row in await store.call(R.unfinished_runs, store):
+            try:
+                await self._restore(row)
+                log.warning("run %s was in flight when this node stopped; carrying it on",
+                            row.run_id)
+                continue
+            except (RnnError, KeyError, ValueError, TypeError) as exc:
+                log.warning("run %s cannot be carried on (%s); ending it", row.run_id, exc)
             jobs = await store.call(R.list_jobs, store, row.run_id)
             now = time.time()
             cancels = []
@@ -317,6 +326,29 @@ class WorkflowComponent:
             if cancels:
                 self.tasks.spawn(f"recover-cancel:{row.run_id}",
                                  self._cancel_orphans(row.run_id, cancels))
+
+    async def _restore(self, row: R.RunRow) -> None:
+        """Rebuild an unfinished run from its snapshot, receipts and delivered results."""
+        store = self.node.store
+        assert store is not None
+        spec = row.spec
+        snapshot = SchedulerSnapshot.from_json(spec["snapshot"])
+        workflow = load_workflow(spec["yaml"], spec.get("source", "<workflow>")).workflow
+        candidates = {job: [Candidate(PeerId.parse(peer), sid) for peer, sid in cands]
+                      for job, cands in spec["candidates"].items()}
+        receipts = []
+        for rrow in await store.call(R.list_receipts, store, row.run_id):
+            if rrow.verified:
+                with contextlib.suppress(RnnError):
+                    receipts.append(open_receipt(rrow.body, rrow.signature))
+        root = self._results_dir(row.run_id)
+        results: dict[int, tuple[Path, int, str]] = {}
+        for trow in await store.call(R.list_transfers, store, row.run_id):
+            if trow.direction.startswith("in:") and trow.state == "DONE":
+                index = int(trow.direction[3:])
+                name = result_name(workflow, index)
+                results[index] = (root / name, trow.size, trow.object_hash)
+        self.orchestrator.restore_run(snapshot, workflow, candidates, spec, receipts, results)
 
     async def _cancel_orphans(self, run_id: str, cancels: list[tuple[str, str, int]]) -> None:
         await asyncio.sleep(1.0)

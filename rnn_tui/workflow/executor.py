@@ -64,7 +64,7 @@ class ExecutorSettings:
     enabled: bool = True
     heartbeat_s: float = 5.0
     max_reservations: int = 16
-    orphan_after: int = 12
+    orphan_after: int = 30
 
 
 @dataclass(slots=True)
@@ -170,7 +170,7 @@ class ExecutorService:
                                 f"({held.request.attempt})")
         if isinstance(cmd, wm.StartJob):
             if held.state != "accepted":
-                raise WorkflowError(f"job {cmd.job!r} already started")
+                return WfReply()  # a repeated start (requester restarted): already running
             held.state = "running"
             held.routes = cmd.outputs
             self.tasks.spawn(f"run:{held.job_id}", self._run(held, cmd))
@@ -195,6 +195,8 @@ class ExecutorService:
         if old is not None:
             if old.requester != requester:
                 return refuse("that run id is in use by another requester")
+            if old.request.attempt == cmd.attempt and old.state != "cancelled":
+                return wm.JobAccepted(cmd.run_id, cmd.job, cmd.attempt)  # a repeat: same answer
             await self._drop(old, f"superseded by attempt {cmd.attempt}")
         if len(self._held) >= self.settings.max_reservations:
             return refuse(f"executor busy: {len(self._held)} jobs held, at most "
@@ -401,13 +403,20 @@ class ExecutorService:
                                                      digests, failed))
 
     # ------------------------------------------------------------------ reporting
-    async def _report(self, held: _Held, report: wm.Report) -> None:
-        try:
-            conn = await self.connect(held.requester)
-            await conn.request(WfReport(report), timeout=10.0)
-        except RnnError as exc:
-            log.warning("could not report %s for job %s to %s: %s", type(report).__name__,
-                        held.request.job, held.requester.short, exc)
+    async def _report(self, held: _Held, report: wm.Report, tries: int = 4) -> None:
+        """Deliver a report; retried with backoff so a requester restart does not lose it."""
+        for attempt in range(tries):
+            try:
+                conn = await self.connect(held.requester)
+                await conn.request(WfReport(report), timeout=10.0)
+                return
+            except RnnError as exc:
+                log.warning("could not report %s for job %s to %s (try %d): %s",
+                            type(report).__name__, held.request.job, held.requester.short,
+                            attempt + 1, exc)
+            if held.state == "cancelled":
+                return
+            await asyncio.sleep(min(8.0, 1.0 * 2 ** attempt))
 
     def _forward_output(self, held: _Held, chunk: OutputChunk) -> None:
         """Live log lines to the requester (one-way, batched per read from the container)."""

@@ -53,6 +53,7 @@ from rnn_tui.workflow.scheduler import (
     Scheduler,
     SchedulerConfig,
 )
+from rnn_tui.workflow.snapshot import SchedulerSnapshot
 from rnn_tui.workflow.transfer_driver import Landing
 from rnn_tui.workflow.wire import WfCommand, WfLog, WfReceipt, WfReply, WfReport, XferOffer
 
@@ -69,8 +70,8 @@ class RunPersistence(Protocol):
     async def save_run(self, record: RunRecord, spec: dict[str, Any] | None) -> None: ...
     async def save_jobs(self, records: list[JobRecord]) -> None: ...
     async def save_receipt(self, signed: SignedReceipt, verified: bool) -> None: ...
-    async def save_result(self, run_id: str, job: str, peer: PeerId, transfer_id: str,
-                          size: int, sha256: str) -> None: ...
+    async def save_result(self, run_id: str, job: str, connection: int, peer: PeerId,
+                          transfer_id: str, size: int, sha256: str) -> None: ...
 
 
 def result_name(workflow: Workflow, index: int) -> str:
@@ -95,6 +96,7 @@ class RunHandle:
     followers: set[asyncio.Queue[LogLine | None]] = field(default_factory=set)
     timer: asyncio.TimerHandle | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    spec: dict[str, Any] = field(default_factory=dict)
 
     def info(self) -> RunInfo:
         return RunInfo(self.scheduler.run, self.scheduler.jobs)
@@ -142,12 +144,46 @@ class Orchestrator:
                               self.config)
         results = self.data_dir / "runs" / run_id / "results"
         results.mkdir(parents=True, exist_ok=True, mode=0o700)
-        handle = RunHandle(run_id, workflow, scheduler, results)
+        handle = RunHandle(run_id, workflow, scheduler, results, spec=dict(spec))
         self.runs[run_id] = handle
         self.tasks.spawn(f"save:{run_id}", self.persistence.save_run(scheduler.run, spec))
         scheduler.start(now)
         self._pump(handle)
         return handle
+
+    def restore_run(self, snapshot: SchedulerSnapshot, workflow: Workflow,
+                    candidates: Mapping[str, list[Candidate]], spec: dict[str, Any],
+                    receipts: Iterable[SignedReceipt],
+                    results: Mapping[int, tuple[Path, int, str]]) -> RunHandle:
+        """Carry on a run after a restart of this node (see ``Scheduler.restore``).
+
+        Receipts and results that arrived before the restart come back from the store; the
+        executors holding jobs are dialled so that their heartbeats reach us again.
+        """
+        run_id = snapshot.run.run_id
+        scheduler = Scheduler.restore(snapshot, workflow, self.identity.peer_id, candidates,
+                                      self.clock(), self.config)
+        root = self.data_dir / "runs" / run_id / "results"
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        handle = RunHandle(run_id, workflow, scheduler, root, spec=dict(spec))
+        for signed in receipts:
+            handle.receipts[(signed.receipt.job, signed.receipt.attempt)] = signed
+        handle.results.update(results)
+        self.runs[run_id] = handle
+        for peer in {j.executor for j in scheduler.jobs
+                     if j.executor is not None and not j.is_terminal}:
+            self.tasks.spawn(f"redial:{run_id}:{peer.short}", self._redial(peer))
+        self._pump(handle, force_save=True)
+        return handle
+
+    async def _redial(self, peer: PeerId) -> None:
+        for attempt in range(5):
+            try:
+                await self.connect(peer)
+                return
+            except RnnError as exc:
+                log.info("cannot reach executor %s yet (%s)", peer.short, exc)
+            await asyncio.sleep(1.0 + attempt)
 
     def cancel(self, run_id: str, reason: str = "cancelled by the requester") -> RunRecord:
         handle = self._handle(run_id)
@@ -166,7 +202,7 @@ class Orchestrator:
                    if j.status is JobStatus.RUNNING)
 
     # ------------------------------------------------------------------ the pump
-    def _pump(self, handle: RunHandle) -> None:
+    def _pump(self, handle: RunHandle, force_save: bool = False) -> None:
         """Send what the scheduler wants sent, record what changed, re-arm the timer."""
         scheduler = handle.scheduler
         for command in scheduler.commands_to_send():
@@ -188,9 +224,11 @@ class Orchestrator:
                 self.ignored += 1
                 log.info("run %s: ignored %s from %s: %s", handle.run_id,
                          type(event.report).__name__, event.peer.short, event.reason)
-        if changed_jobs or run_changed:
+        if changed_jobs or run_changed or force_save:
+            # the snapshot is taken after the commands were drained, as restore() expects
+            handle.spec["snapshot"] = scheduler.snapshot().to_json()
             self.tasks.spawn(f"persist:{handle.run_id}:{len(changed_jobs)}:{self.clock()}",
-                             self._persist(handle, changed_jobs, run_changed))
+                             self._persist(handle, changed_jobs, dict(handle.spec)))
             self.publish(RunUpdated(handle.info()))
         if handle.timer is not None:
             handle.timer.cancel()
@@ -210,12 +248,12 @@ class Orchestrator:
         handle.scheduler.handle_timer(self.clock())
         self._pump(handle)
 
-    async def _persist(self, handle: RunHandle, jobs: list[JobRecord], run: bool) -> None:
+    async def _persist(self, handle: RunHandle, jobs: list[JobRecord],
+                       spec: dict[str, Any]) -> None:
         try:
             if jobs:
                 await self.persistence.save_jobs(jobs)
-            if run:
-                await self.persistence.save_run(handle.scheduler.run, None)
+            await self.persistence.save_run(handle.scheduler.run, spec)
         except RnnError as exc:
             log.error("run %s: cannot save its state: %s", handle.run_id, exc)
 
@@ -365,8 +403,8 @@ class Orchestrator:
         def done(size: int, sha: str) -> None:
             handle.results[index] = (root / name, size, sha)
             self.tasks.spawn(f"result:{handle.run_id}:{index}", self.persistence.save_result(
-                handle.run_id, offer.source_job, peer, offer.offer.transfer_id, size, sha),
-                replace=True)
+                handle.run_id, offer.source_job, index, peer, offer.offer.transfer_id, size,
+                sha), replace=True)
 
         return Landing(root, name, 1 << 40, done)
 

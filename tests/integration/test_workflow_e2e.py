@@ -8,6 +8,7 @@ Python, from the same data; every receipt verifies; a tampered result or receipt
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections import Counter, defaultdict
@@ -50,8 +51,6 @@ def _executors(status: dict[str, Any]) -> dict[str, str]:
 def _verify_receipts(requester: NodeProcess, run_id: str, jobs: int) -> dict[str, Any]:
     res = requester.rnn("run", "receipts", run_id, "--verify", "--json")
     assert res.returncode == 0, res.stdout + res.stderr
-    import json
-
     report = json.loads(res.stdout)
     assert report["ok"]
     current = [r for r in report["receipts"] if r["current"]]
@@ -160,7 +159,16 @@ def test_pollinator_mount_to_mount_across_peers(mesh: tuple[NodeProcess, list[No
 
 def test_deforestation_across_peers(mesh: tuple[NodeProcess, list[NodeProcess]]) -> None:
     requester, _nodes = mesh
-    run_id = start_run(requester, WORKFLOWS / "deforestation.yaml")
+    # through the CLI this time: import, export, start by name and follow the logs
+    spec = WORKFLOWS / "deforestation.yaml"
+    res = requester.rnn("workflow", "import", str(spec))
+    assert res.returncode == 0, res.stderr
+    assert requester.rnn("workflow", "export", "deforestation").stdout == spec.read_text()
+    res = requester.rnn("run", "start", "deforestation", "--follow", "--json", timeout=180)
+    assert res.returncode == 0, res.stdout + res.stderr
+    logs, _, tail = res.stdout.partition("\n{\n")
+    run_id = json.loads("{\n" + tail)["run_id"]
+    assert "[classify] deforested_cells=" in logs and "[ndvi] 0,0," in logs
     status = wait_run(requester, run_id)
     where = _executors(status)
     assert len(set(where.values())) >= 3
@@ -199,8 +207,6 @@ def test_tampered_result_and_receipt_are_detected(mesh: tuple[NodeProcess, list[
         db.close()
     res = requester.rnn("run", "receipts", run_id, "--verify", "--json")
     assert res.returncode == 1
-    import json
-
     report = json.loads(res.stdout)
     bad = [r for r in report["receipts"] if not r["verified"]]
     assert len(bad) == 1 and "signature" in bad[0]["problems"][0]
