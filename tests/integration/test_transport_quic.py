@@ -197,3 +197,31 @@ async def test_dual_stack_socket_serves_ipv4_and_ipv6_loopback() -> None:
     finally:
         for n in (server, v4, v6):
             await n.close()
+
+
+async def test_finished_exchanges_leave_no_stream_state() -> None:
+    async with running(2) as (a, b):
+        got: list[bytes] = []
+
+        async def one_way(conn, msg):  # type: ignore[no-untyped-def]
+            got.append(msg.data)
+
+        async def chunks(conn, msg):  # type: ignore[no-untyped-def]
+            for i in range(5):
+                yield Probe(b"%d" % i)
+
+        b.handlers.on_message(Probe, one_way)
+        b.handlers.on_stream(Probe, chunks)
+        conn = await a.dial(b.endpoint.local_addr)
+        for i in range(50):
+            await conn.request(Ping(b"%d" % i), timeout=5)
+        for _ in range(5):
+            async with conn.stream(Probe()) as replies:
+                assert len([r async for r in replies]) == 5
+        for i in range(10):
+            conn.send(Probe(b"%d" % i))
+        await eventually(lambda: len(got) == 10)
+        server = b.connections()[0]
+        # session state is gone on both sides, and so are aioquic's stream objects
+        await eventually(lambda: not conn._streams and not server._streams)
+        await eventually(lambda: not conn.quic._streams and not server.quic._streams)
