@@ -340,6 +340,7 @@ class TransferSender(_Machine):
                 self._next_index = index
                 self._made = min(index * self.chunk_size, self.size)
                 self._eof = index == last
+                self._acked = index  # the receiver may have lost what it acknowledged
         elif index < lowest_held:
             self.abort(f"cannot resume a stream at chunk {index}: chunks before "
                        f"{lowest_held} were acknowledged and are no longer held")

@@ -310,3 +310,20 @@ def test_confine_path_refuses_escapes(tmp_path: Path) -> None:
     fd = open_destination(root, "made/here.bin")
     os.close(fd)
     assert (root / "made" / "here.bin").exists()
+
+
+def test_receiver_that_lost_its_partial_file_gets_everything_again() -> None:
+    data = random.Random(4).randbytes(40_000)
+    sha = hashlib.sha256(data).digest()
+    sender = TransferSender("t11", "x", chunk_size=1000, window=4, size=len(data), sha256=sha)
+    first = TransferReceiver("t11", max_size=1 << 20)
+    link = Link(sender, first, bytearray())
+    link.feed_source(data, cut_after_chunks=20)
+    assert sender.acknowledged_chunks >= 2
+    fresh = TransferReceiver("t11", max_size=1 << 20)  # new disk: nothing verified
+    sink = bytearray()
+    sender.reconnected()
+    link2 = Link(sender, fresh, sink)
+    link2.feed_source(data)
+    assert link2.chunks_sent[0] == 0 and bytes(sink) == data
+    assert fresh.state is TransferState.DONE and sender.state is TransferState.DONE
