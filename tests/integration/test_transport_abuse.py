@@ -288,5 +288,6 @@ async def test_random_stream_payloads_always_get_an_answer() -> None:
                 pass
         server_side = b.connections()[0]
         await eventually(lambda: server_side._inbound_active == 0 and server_side._buffered == 0)
+        await eventually(lambda: not server_side._streams)  # every failed stream was released
         assert await a.ping(conn) > 0
         assert conn._buffered == 0
