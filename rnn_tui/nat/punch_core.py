@@ -346,6 +346,12 @@ class HolePunch:
         if self.state is PunchState.FAILED:
             self._refuse(msg, msg.attempt_id, "session is over; start a new one", aborts=True)
             return
+        if self.attempt >= self.config.max_attempts:
+            # Each attempt makes us probe addresses the peer chose: bound them.
+            self._refuse(msg, msg.attempt_id,
+                         f"too many attempts ({self.config.max_attempts}) in one session",
+                         aborts=True)
+            return
         if self._session_start is None:
             self._session_start = now
         self._seen_attempts.add(msg.attempt_id)

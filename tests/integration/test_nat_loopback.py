@@ -155,6 +155,7 @@ async def test_a_peer_cannot_start_punch_sessions_without_limit() -> None:
         pb.max_sessions_per_minute = 1
         first = await pa.punch(relayed, timeout=10)
         assert "no probe answered" in first.reason  # B took part
+        await asyncio.sleep(1.0)  # B's session ends (it waited 0.5 s for another attempt)
         second = await pa.punch(relayed, timeout=10)
         assert "no CONNECT reply" in second.reason, second.reason  # B ignored it
         await pa.close()

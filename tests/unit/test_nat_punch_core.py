@@ -200,6 +200,18 @@ def test_replayed_connect_and_stray_reply_are_refused():
     assert a.state is PunchState.AWAIT_CONNECT
 
 
+def test_responder_bounds_the_attempts_a_peer_may_start():
+    b = make(False, seed=2, max_attempts=2)
+    for i in range(3):
+        b.receive_message(PunchConnect(bytes([i]) * 8, b"n" * 16, (A_PUB,), NatType.EIM,
+                                       is_reply=False), float(i))
+    replies = b.messages_to_send()
+    assert [type(m).__name__ for m in replies] == ["PunchConnect", "PunchConnect",
+                                                   "PunchRefused"]
+    assert replies[-1].aborts and "too many attempts" in replies[-1].reason
+    assert b.attempt == 2
+
+
 def test_forged_reflected_and_stale_probes_are_dropped_and_counted():
     a, b, _ = connected_pair()
     b.datagrams_to_send()
