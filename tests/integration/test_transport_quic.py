@@ -69,6 +69,7 @@ async def test_client_without_certificate_is_refused() -> None:
             reader, writer = await client.create_stream()
             writer.write(encode_frame(Frame(Probe.TYPE, Flags.NONE, 1, b"hello")))
             await client.wait_closed()
+            writer.close()
             close = client._quic._close_event
             assert close is not None and close.error_code == IDENTITY_REJECTED
         assert server.connections() == [] and calls == []  # no application data was handled
