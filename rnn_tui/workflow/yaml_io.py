@@ -31,6 +31,8 @@ Round trip: ``load_workflow(dump_workflow(w)).workflow == w`` for every model va
 
 from __future__ import annotations
 
+import datetime
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +61,8 @@ __all__ = ["LoadedWorkflow", "load_workflow", "load_workflow_file", "dump_workfl
            "workflow_to_dict"]
 
 ANY_PEER = "any"
+MAX_NUMBER = 2**53
+"""Above this, integers stop being exact in JSON and floats; no limit or time needs more."""
 _LOADER: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's loader when PyYAML was built with it: 20x faster to compose, same marks."""
 _T = TypeVar("_T")
@@ -110,7 +114,7 @@ class _Reader:
         for key_node, value_node in node.value:
             key = self.scalar(key_node)
             if not isinstance(key, str):
-                self.fail(key_node, f"{what}: keys must be text, not {key!r}")
+                self.fail(key_node, f"{what}: keys must be text, not {_kind(key_node, key)}")
                 continue
             if key in out:
                 self.fail(key_node, f"{what}: duplicate key {key!r}")
@@ -125,14 +129,18 @@ class _Reader:
     def scalar(self, node: yaml.Node) -> Any:
         if not isinstance(node, yaml.ScalarNode):
             return node
-        return self._constructor.construct_object(node, deep=True)
+        try:
+            return self._constructor.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:  # e.g. a !!python/object tag: never constructed
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise self.fail(node, f"unsupported YAML value: {problem}") from None
 
     def text(self, node: yaml.Node, what: str, *, allow_numbers: bool = False) -> str:
         value = self.scalar(node)
         if isinstance(value, bool) or value is None or not isinstance(node, yaml.ScalarNode):
             raise self.fail(node, f"{what} must be text, not {_kind(node, value)}")
-        if isinstance(value, int | float) and allow_numbers:
-            return str(node.value)
+        if isinstance(value, int | float | datetime.date) and allow_numbers:
+            return str(node.value)  # kept as written: "3", "1e3", "2024-05-14"
         if not isinstance(value, str):
             raise self.fail(node, f"{what} must be text, not {_kind(node, value)}")
         return value
@@ -141,12 +149,14 @@ class _Reader:
         value = self.scalar(node)
         ok = isinstance(value, int) and not isinstance(value, bool)
         if kind is float:
-            ok = ok or isinstance(value, float)
+            ok = ok or (isinstance(value, float) and math.isfinite(value))
         if not ok:
-            article = "an integer" if kind is int else "a number"
+            article = "an integer" if kind is int else "a finite number"
             raise self.fail(node, f"{what} must be {article}, not {_kind(node, value)}")
         if value < minimum:
             raise self.fail(node, f"{what} must be at least {minimum:g}, not {value}")
+        if value > MAX_NUMBER:
+            raise self.fail(node, f"{what} must be at most {MAX_NUMBER}, not {value}")
         return kind(value)  # type: ignore[call-arg]
 
     def flag(self, node: yaml.Node, what: str) -> bool:

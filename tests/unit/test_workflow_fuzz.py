@@ -66,3 +66,31 @@ def test_arbitrary_text_never_crashes_the_reader(text: str) -> None:
         load_workflow(text, "fuzz.yaml")
     except WorkflowInvalid as exc:
         assert exc.located
+
+
+TRICKY = [
+    "name: !!python/object/apply:os.system [echo]\njobs: []\n",
+    "name: x\njobs: &a [*a]\n",
+    "base: &b {service: s}\nname: x\njobs:\n  - {<<: *b, name: a}\n",
+    "name: x\njobs:\n  - {name: a, service: !!binary aGVsbG8=}\n",
+    "name: x\njobs:\n  - {name: a, service: s, args: !!set {a, b}}\n",
+    "name: x\njobs:\n  - {name: a, service: s, timeout_s: 1e999}\n",
+    "name: x\njobs:\n  - {name: a, service: s, timeout_s: .nan}\n",
+    "name: x\njobs:\n  - {name: a, service: s, limits: {pids: 99999999999999999999999}}\n",
+    "name: x\njobs:\n  - {name: a, service: s, position: {x: .inf, y: 0}}\n",
+    "name: x\njobs: [" + "[" * 200 + "]" * 200 + "]\n",
+    "name: x\njobs:\n  - {name: a, service: s, env: {? [k] : v}}\n",
+    "name: x\njobs:\n  - {name: a, service: s, mounts: {relative: INPUT}}\n",
+    "name: x\njobs:\n  - {name: a, service: s, defaults: {NOPE: x}}\n",
+]
+
+
+def test_tricky_documents_are_refused_with_a_location() -> None:
+    for text in TRICKY:
+        try:
+            loaded = load_workflow(text, "t.yaml")
+        except WorkflowInvalid as exc:
+            assert exc.located and all(p.line >= 1 for p in exc.located), (text, exc)
+            continue
+        problems = validate_workflow(loaded.workflow, loaded.marks, "t.yaml")
+        assert all(p.line >= 1 for p in problems), (text, problems)
