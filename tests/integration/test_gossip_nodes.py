@@ -67,6 +67,9 @@ def test_service_added_on_one_of_six_nodes_reaches_all_within_5s_and_removal_too
         wait_for(lambda: _remote_counts(readers) == [0] * 5, timeout=5.0, interval=0.05,
                  what="the removal in every other node's catalog",
                  on_fail=lambda: f"remote counts {_remote_counts(readers)}")
+        shown = readers[0].rnn("gossip", "stats")
+        assert shown.returncode == 0, shown.stderr
+        assert "rnn/services/1" in shown.stdout and "delivered" in shown.stdout
         for n in readers:
             counters = _call(n, "gossip.stats")["counters"]
             assert counters.get("invalid", 0) == 0
