@@ -73,7 +73,7 @@ def test_good_file_loads_with_marks() -> None:
         ("name: x\njobs:\n  - name: a\n    service: {name: s, peer: nope}\n", 4, 30,
          "not a peer id"),
         ("name: x\njobs:\n  - name: a\n    service: s\n    timeout_s: soon\n", 5, 16,
-         "must be a number"),
+         "must be a finite number"),
         ("name: x\njobs:\n  - name: a\n    service: s\n    limits: {pids: 0}\n", 5, 20,
          "at least 1"),
         ("name: x\njobs:\n  - name: a\n    service: s\n    mounts: {/d: SIDEWAYS}\n", 5, 18,
