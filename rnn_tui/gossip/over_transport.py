@@ -67,7 +67,9 @@ def attach_to_transport(transport: Transport, driver: GossipDriver) -> None:
     """Feed the driver the transport's gossip frames and connection events."""
 
     async def on_frame(conn: PeerConnection, msg: GossipFrame) -> None:
-        if conn.peer_id is not None:
+        # A frame that was in flight when the connection closed must not re-register the
+        # peer (the driver treats a frame from an unknown peer as a new connection).
+        if conn.peer_id is not None and conn.is_open:
             driver.received(conn.peer_id, msg.data)
 
     def on_event(event: TransportEvent) -> None:
