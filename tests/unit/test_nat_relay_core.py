@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rnn_tui.identity import PeerId
 from rnn_tui.nat.relay_core import (
@@ -209,3 +211,40 @@ def test_per_peer_byte_rate_drops_the_excess_and_refills():
     assert len(r.messages_to_send()) == 1
     r.receive_message(B, CircuitData(cid, b"y" * 500), 1.5)  # B has its own bucket
     assert r.messages_to_send() == [(A, CircuitData(cid, b"y" * 500))]
+
+
+# -- any sequence from any peers: data only ever flows between the two ends of a circuit --
+PEERS = [A, B, C, pid(4)]
+CIDS = st.integers(1, 4)
+RELAY_INPUTS = st.lists(st.tuples(
+    st.sampled_from(PEERS),
+    st.one_of(st.just(ReserveRequest()),
+              st.builds(ConnectRequest, st.sampled_from([p.key for p in PEERS])),
+              st.builds(CircuitAccept, CIDS),
+              st.builds(CircuitReject, CIDS, st.just("no")),
+              st.builds(CircuitData, CIDS, st.binary(min_size=1, max_size=40)),
+              st.builds(CircuitClosed, CIDS, st.just("bye")),
+              st.builds(IncomingCircuit, CIDS, st.just(A.key))),
+    st.floats(0, 3)), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(RELAY_INPUTS)
+def test_relay_forwards_only_between_circuit_ends(inputs):
+    r = RelayServer(RelayLimits(max_reservations=2, max_circuits=3, max_circuit_bytes=100,
+                                max_circuit_seconds=5, accept_timeout=2))
+    now = 0.0
+    ends: dict[int, set[PeerId]] = {}  # accepted circuits, from the relay's own replies
+    for peer, msg, dt in inputs:
+        now += dt
+        r.handle_timer(now)
+        r.receive_message(peer, msg, now)
+        for to, out in r.messages_to_send():
+            if isinstance(out, ConnectAccepted):
+                ends[out.circuit_id] = {to, PeerId(out.target)}
+            if isinstance(out, CircuitData):
+                assert to in ends.get(out.circuit_id, set()), "data to a non-end"
+                assert peer in ends[out.circuit_id] and peer != to, "data from a non-end"
+            if isinstance(out, IncomingCircuit):
+                assert PeerId(out.source) == peer, "the relay named someone else as caller"
+        assert r.reservation_count <= 2 and r.circuit_count <= 3
