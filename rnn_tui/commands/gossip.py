@@ -16,7 +16,8 @@ __all__ = ["register", "cmd_stats", "render_stats"]
 # Counters shown on the traffic line, in this order; every other non-zero counter is a
 # drop reason or a protocol detail and goes on the "dropped / other" lines.
 _TRAFFIC = ("messages_in", "messages_out", "published", "delivered", "duplicates", "invalid")
-_DROPS = ("invalid_signature", "malformed", "unknown_topic", "rate_limited", "hop_limit",
+_DROPS = ("invalid_signature", "malformed", "unknown_topic", "rate_limited", "author_rate_limited",
+          "hop_limit",
           "stale_timestamp", "future_timestamp", "replayed_seq", "stale_seq",
           "graylisted_frames", "unknown_peer")
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from rnn_tui.gossip.wire import SignedMessage
 
-__all__ = ["SeenCache", "MessageCache", "CachedMessage", "SequenceWindows", "LruSet", "TokenBucket"]
+__all__ = ["SeenCache", "MessageCache", "CachedMessage", "SequenceWindows", "LruSet", "TokenBucket",
+           "AuthorBudgets"]
 
 
 class SeenCache:
@@ -188,3 +189,28 @@ class TokenBucket:
             self._tokens -= amount
             return True
         return False
+
+
+class AuthorBudgets:
+    """One token bucket per author, for the ``max_authors`` most recently active authors.
+
+    A forgotten author starts again with a full burst, which is no worse than a new one.
+    """
+
+    __slots__ = ("_rate", "_burst", "_max", "_buckets")
+
+    def __init__(self, rate: float, burst: float, max_authors: int) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._max = max_authors
+        self._buckets: OrderedDict[bytes, TokenBucket] = OrderedDict()
+
+    def take(self, author: bytes, now: float) -> bool:
+        bucket = self._buckets.get(author)
+        if bucket is None:
+            bucket = self._buckets[author] = TokenBucket(self._rate, self._burst, now)
+            if len(self._buckets) > self._max:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(author)
+        return bucket.take(now)

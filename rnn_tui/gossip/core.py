@@ -34,7 +34,14 @@ from dataclasses import dataclass, field
 from operator import attrgetter
 
 from rnn_tui.errors import LocalProtocolError
-from rnn_tui.gossip.caches import LruSet, MessageCache, SeenCache, SequenceWindows, TokenBucket
+from rnn_tui.gossip.caches import (
+    AuthorBudgets,
+    LruSet,
+    MessageCache,
+    SeenCache,
+    SequenceWindows,
+    TokenBucket,
+)
 from rnn_tui.gossip.events import (
     GossipEvent,
     GossipStats,
@@ -112,6 +119,7 @@ class GossipCore:
         self._invalid = LruSet(cfg.max_invalid_cache)
         self._mcache = MessageCache(cfg.history_length, cfg.history_gossip)
         self._seqs = SequenceWindows(cfg.seq_window, cfg.max_authors)
+        self._authors = AuthorBudgets(cfg.author_rate, cfg.author_burst, cfg.max_authors)
         self._promises: dict[bytes, list[tuple[PeerId, float]]] = {}  # id -> (asked, when)
         self._outbox: dict[PeerId, _Outgoing] = {}
         self._ready: list[tuple[PeerId, bytes]] = []
@@ -395,6 +403,14 @@ class GossipCore:
         self._count("verified")
         self._seen.add(msg_id, now)
         self._seqs.accept(message.author, message.seq)
+        # Charged only after verification, so forgeries cannot spend an honest author's
+        # budget.  The excess is remembered as seen (its copies stay cheap) but never
+        # delivered or forwarded; only the author itself is penalized for it.
+        if not self._authors.take(message.author, now):
+            self._count("author_rate_limited")
+            if peer.peer.key == message.author:
+                self._penalize(peer, cfg.score.flood, "flood")
+            return
         self._mcache.put(message, hops)
         self._promises.pop(msg_id, None)
         author = PeerId(message.author)
@@ -666,6 +682,6 @@ class GossipCore:
         self._counters[name] = self._counters.get(name, 0) + amount
 
 
-_INVALID_REASONS = ("invalid_signature", "malformed", "unknown_topic", "rate_limited",
+_INVALID_REASONS = ("invalid_signature", "malformed", "unknown_topic", "rate_limited", "author_rate_limited",
                     "hop_limit", "stale_timestamp", "future_timestamp", "replayed_seq",
                     "stale_seq", "graylisted_frames", "unknown_peer")

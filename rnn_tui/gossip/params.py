@@ -62,10 +62,16 @@ class GossipConfig:
     max_ihave_frames: int = 10          # IHAVE entries accepted per peer per heartbeat
     max_iwant_ids: int = 500            # ids we ask one peer for per heartbeat
     max_retransmissions: int = 3        # times we serve one id to one peer
-    frame_rate: float = 200.0           # frames/s a peer may send us (token bucket)
-    frame_burst: float = 400.0
-    message_rate: float = 200.0         # new full messages/s a peer may send us
-    message_burst: float = 500.0
+    # Budgets.  Per neighbour, generous: an honest peer relays everyone's messages, and a
+    # burst (a whole network announcing after a restart) must not get it graylisted.  Per
+    # author, tight: nobody has a reason to publish more than a few messages a second, and
+    # only the author's own key can make its messages, so this is what stops a valid flood.
+    frame_rate: float = 1000.0          # frames/s a peer may send us (token bucket)
+    frame_burst: float = 2000.0
+    message_rate: float = 1000.0        # new full messages/s a peer may relay to us
+    message_burst: float = 2000.0
+    author_rate: float = 20.0           # verified messages/s we accept from one author
+    author_burst: float = 100.0
     seq_window: int = 128               # out-of-order sequences tolerated per author
     max_authors: int = 10_000           # authors whose sequence window we remember
     max_invalid_cache: int = 4096       # ids known to carry a bad signature
