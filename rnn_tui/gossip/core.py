@@ -70,10 +70,12 @@ _MAX_PROMISES = 50_000
 
 
 class _PeerState:
-    __slots__ = ("peer", "topics", "score", "frames", "messages", "ihave_seen", "iwant_asked")
+    __slots__ = ("peer", "outbound", "topics", "score", "frames", "messages", "ihave_seen",
+                 "iwant_asked")
 
-    def __init__(self, peer: PeerId, cfg: GossipConfig, now: float) -> None:
+    def __init__(self, peer: PeerId, cfg: GossipConfig, now: float, outbound: bool) -> None:
         self.peer = peer
+        self.outbound = outbound   # we dialled it: an attacker cannot make us dial it at will
         self.topics: set[str] = set()
         self.score = 0.0
         self.frames = TokenBucket(cfg.frame_rate, cfg.frame_burst, now)
@@ -200,12 +202,16 @@ class GossipCore:
 
     # ------------------------------------------------------------------ peers
 
-    def peer_connected(self, peer: PeerId, now: float) -> None:
-        """An authenticated transport connection to ``peer`` is up: say what we subscribe to."""
+    def peer_connected(self, peer: PeerId, now: float, *, outbound: bool = False) -> None:
+        """An authenticated transport connection to ``peer`` is up: say what we subscribe to.
+
+        ``outbound``: we dialled it.  Each mesh keeps ``d_out`` such peers, so a flood of
+        inbound connections (an eclipse attempt) cannot take every mesh place.
+        """
         self._touch(now)
         if peer == self._me or peer in self._peers:
             return
-        self._peers[peer] = _PeerState(peer, self._cfg, now)
+        self._peers[peer] = _PeerState(peer, self._cfg, now, outbound)
         if self._subscriptions:
             self._out(peer).subscriptions.extend((t, True) for t in sorted(self._subscriptions))
 
@@ -554,10 +560,19 @@ class GossipCore:
                 self._out(peer).graft.append(topic)
                 self._count("graft_out")
         elif len(mesh) > cfg.d_high:
-            keep = set(self._pick(mesh, cfg.d))
+            outbound = [p for p in mesh if self._peers[p].outbound]
+            keep = set(self._pick(outbound, cfg.d_out))
+            keep.update(self._pick(mesh - keep, cfg.d - len(keep)))
             for peer in sorted(mesh - keep, key=_by_key):
                 mesh.discard(peer)
                 self._prune(topic, peer)
+        missing_out = cfg.d_out - sum(1 for p in mesh if self._peers[p].outbound)
+        if missing_out > 0 and len(mesh) >= cfg.d_low:
+            candidates = [p for p in self._graft_candidates(topic, mesh) if self._peers[p].outbound]
+            for peer in self._pick(candidates, missing_out):
+                mesh.add(peer)
+                self._out(peer).graft.append(topic)
+                self._count("graft_out")
 
     def _maintain_fanout(self, now: float) -> None:
         for topic in sorted(self._fanout):

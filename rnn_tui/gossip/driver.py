@@ -56,12 +56,13 @@ class GossipDriver:
         """``listener(event)`` is called synchronously for every core event; keep it quick."""
         self._listeners.append(listener)
 
-    def peer_connected(self, peer: PeerId) -> None:
+    def peer_connected(self, peer: PeerId, *, outbound: bool = False) -> None:
+        """``outbound``: we dialled it (the core keeps a quota of those in each mesh)."""
         if self._closed or peer in self._queues or peer == self.core.peer_id:
             return
         self._queues[peer] = asyncio.Queue(self._queue_frames)
         self._tasks.spawn(f"send:{peer}", self._sender(peer), replace=True)
-        self.core.peer_connected(peer, self._clock())
+        self.core.peer_connected(peer, self._clock(), outbound=outbound)
         self._pump()
 
     def peer_disconnected(self, peer: PeerId) -> None:

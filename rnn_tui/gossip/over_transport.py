@@ -74,7 +74,7 @@ def attach_to_transport(transport: Transport, driver: GossipDriver) -> None:
 
     def on_event(event: TransportEvent) -> None:
         if isinstance(event, PeerConnected):
-            driver.peer_connected(event.peer_id)
+            driver.peer_connected(event.peer_id, outbound=event.outbound)
         elif isinstance(event, PeerDisconnected) and transport.connection_to(event.peer_id) is None:
             driver.peer_disconnected(event.peer_id)   # its last connection is gone
 
@@ -82,4 +82,4 @@ def attach_to_transport(transport: Transport, driver: GossipDriver) -> None:
     transport.add_listener(on_event)
     for conn in transport.connections():
         if conn.peer_id is not None:
-            driver.peer_connected(conn.peer_id)
+            driver.peer_connected(conn.peer_id, outbound=conn.outbound)

@@ -44,6 +44,7 @@ class GossipConfig:
     d: int = 4                          # target mesh degree per topic
     d_low: int = 3                      # graft when the mesh falls below this
     d_high: int = 6                     # prune when the mesh rises above this
+    d_out: int = 2                      # mesh peers per topic that we dialled (eclipse defence)
     d_lazy: int = 6                     # minimum IHAVE targets per topic per heartbeat
     gossip_factor: float = 0.25         # ... or this fraction of non-mesh topic peers
     heartbeat_interval: float = 1.0
@@ -85,6 +86,9 @@ class GossipConfig:
         if not 1 <= self.d_low <= self.d <= self.d_high:
             raise ConfigError(f"gossip: need 1 <= d_low ({self.d_low}) <= d ({self.d}) <= d_high ({self.d_high})",
                               key="gossip.d")
+        if not 0 <= self.d_out < self.d_low or self.d_out > self.d // 2:
+            raise ConfigError(f"gossip: need 0 <= d_out ({self.d_out}) < d_low and d_out <= d/2",
+                              key="gossip.d_out")
         if not 1 <= self.history_gossip <= self.history_length:
             raise ConfigError("gossip: need 1 <= history_gossip <= history_length", key="gossip.history_gossip")
         if self.heartbeat_interval <= 0:

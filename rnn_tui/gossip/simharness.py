@@ -149,8 +149,8 @@ class GossipSimulation:
             return
         na.neighbours.add(b)
         nb.neighbours.add(a)
-        na.core.peer_connected(nb.identity.peer_id, self.now)
-        nb.core.peer_connected(na.identity.peer_id, self.now)
+        na.core.peer_connected(nb.identity.peer_id, self.now, outbound=True)   # a dialled b
+        nb.core.peer_connected(na.identity.peer_id, self.now, outbound=False)
         self._after_input(na)
         self._after_input(nb)
 

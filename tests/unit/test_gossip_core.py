@@ -42,8 +42,8 @@ class Net:
             for core in self.cores:
                 core.subscribe(TOPIC)
 
-    def connect(self, a: int, b: int) -> None:
-        self.cores[a].peer_connected(self.cores[b].peer_id, self.now)
+    def connect(self, a: int, b: int, a_dialled: bool = False) -> None:
+        self.cores[a].peer_connected(self.cores[b].peer_id, self.now, outbound=a_dialled)
         self.cores[b].peer_connected(self.cores[a].peer_id, self.now)
 
     def connect_all(self) -> None:
@@ -153,7 +153,7 @@ def test_mesh_degree_stays_within_bounds_and_is_refilled_after_disconnects() -> 
 
 
 def test_over_full_mesh_is_trimmed_to_d_at_heartbeat() -> None:
-    config = GossipConfig(d=2, d_low=1, d_high=3)
+    config = GossipConfig(d=2, d_low=1, d_high=3, d_out=0)
     net = Net(7, config)
     net.connect_all()
     net.pump()
@@ -216,7 +216,7 @@ def test_duplicate_frames_deliver_once_and_are_counted() -> None:
 
 
 def test_missed_message_is_repaired_through_ihave_iwant() -> None:
-    net = settled(10, GossipConfig(d=3, d_low=2, d_high=4))
+    net = settled(10, GossipConfig(d=3, d_low=2, d_high=4, d_out=1))
     target = 9
     net.drop = lambda src, dst, data: dst == target and b"3:msg" in data
     net.cores[0].publish(TOPIC, b"lost on the eager path", net.now)
@@ -605,3 +605,22 @@ def test_an_author_flooding_valid_messages_is_capped_everywhere_and_penalized_on
     receiver.receive(relay.peer_id, forged_frame(flooder, ts=net.now, seq=40)[0], net.now)
     net.pump()
     assert [d.seq for d in net.delivered(1)][-1] == 40
+
+
+def test_mesh_keeps_its_outbound_quota_against_a_crowd_of_inbound_peers() -> None:
+    config = GossipConfig()   # d=4, d_out=2
+    net = Net(12, config)
+    for other in range(1, 12):
+        net.connect(0, other, a_dialled=other in (1, 2))   # node 0 dialled only 1 and 2
+    net.pump()
+    hub = net.cores[0]
+    dialled = {net.cores[1].peer_id, net.cores[2].peer_id}
+    for i in range(3, 12):   # the inbound crowd grafts itself into the hub's mesh
+        hub.receive(net.cores[i].peer_id, encode_frame(Frame(graft=(TOPIC,))), net.now)
+    assert not dialled & hub.mesh_peers(TOPIC)
+    for _ in range(3):       # the hub alone: nobody else's heartbeat can help it
+        net.now += 1.0
+        hub.handle_timer(net.now)
+        hub.messages_to_send()
+        assert dialled <= hub.mesh_peers(TOPIC)
+        assert config.d_low <= len(hub.mesh_peers(TOPIC)) <= config.d_high
