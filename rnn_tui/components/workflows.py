@@ -441,6 +441,7 @@ class WorkflowComponent:
             current = job is not None and int(job.spec.get("attempt") or 0) == rc.attempt \
                 and job.executor == str(rc.executor)
             entry.update(attempt=rc.attempt, exit_code=rc.exit_code, service=rc.service_name,
+                         started_ms=rc.started_ms, ended_ms=rc.ended_ms,
                          image_digest=rc.image_digest, current=current,
                          outputs={d.name: d.sha256 for d in rc.outputs},
                          inputs={d.name: d.sha256 for d in rc.inputs})

@@ -288,23 +288,31 @@ class ExecutorService:
         if problem:
             await self._exit(held, started, 125, problem)
             return
-        await self._report(held, wm.JobStatusReported(req.run_id, req.job, req.attempt,
-                                                      wm.ExecState.RUNNING))
-        if held.service.kind is ServiceKind.DATA:
-            assert held.service.data_path is not None
-            held.outputs["STDOUT"] = (Path(held.service.data_path), 0, "")
-            code, reason = 0, ""
-        else:
-            code, reason = await self._run_container(held)
+        # reports travel while the job runs: no round trip on the job's critical path
+        running = asyncio.ensure_future(self._report(held, wm.JobStatusReported(
+            req.run_id, req.job, req.attempt, wm.ExecState.RUNNING)))
+        try:
+            if held.service.kind is ServiceKind.DATA:
+                assert held.service.data_path is not None
+                held.outputs["STDOUT"] = (Path(held.service.data_path), 0, "")
+                code, reason = 0, ""
+            else:
+                code, reason = await self._run_container(held)
+        finally:
+            await running
         if held.state == "cancelled":
             return
         if code == 0:
             reason = await self._collect_outputs(held)
             if reason:
                 code = 125
-        await self._exit(held, started, code, reason)
-        if code == 0 and held.state != "cancelled":
-            await self._deliver(held, cmd.outputs, cmd.delivery)
+        exited = asyncio.ensure_future(self._exit(held, started, code, reason))
+        try:
+            if code == 0 and held.state != "cancelled":
+                # outputs leave at once; OutputsDelivered waits for the exit report
+                await self._deliver(held, cmd.outputs, cmd.delivery, after=exited)
+        finally:
+            await exited
 
     async def _run_container(self, held: _Held) -> tuple[int, str]:
         req = held.request
@@ -370,13 +378,17 @@ class ExecutorService:
             exit_code=code, started_ms=int(started * 1000), ended_ms=int(time.time() * 1000),
             params_sha256=params_digest(req.env, req.args))
         signed = sign_receipt(self.identity, receipt)
-        with contextlib.suppress(RnnError):
-            conn = await self.connect(held.requester)
-            await conn.request(WfReceipt(signed.body, signed.signature), timeout=10.0)
-        await self._report(held, wm.JobExited(req.run_id, req.job, req.attempt, code, reason))
+
+        async def send_receipt() -> None:
+            with contextlib.suppress(RnnError):
+                conn = await self.connect(held.requester)
+                await conn.request(WfReceipt(signed.body, signed.signature), timeout=10.0)
+
+        await asyncio.gather(send_receipt(), self._report(
+            held, wm.JobExited(req.run_id, req.job, req.attempt, code, reason)))
 
     async def _deliver(self, held: _Held, routes: tuple[wm.OutputRoute, ...],
-                       delivery: int) -> None:
+                       delivery: int, after: asyncio.Future[None] | None = None) -> None:
         req = held.request
 
         async def one(route: wm.OutputRoute) -> tuple[int, str] | None:
@@ -398,6 +410,8 @@ class ExecutorService:
         failed = tuple(r for r in results if r is not None)
         digests = tuple(wm.OutputDigest(s, size, sha)
                         for s, (_p, size, sha) in sorted(held.outputs.items()))
+        if after is not None:
+            await asyncio.shield(after)
         held.state = "done"
         await self._report(held, wm.OutputsDelivered(req.run_id, req.job, req.attempt, delivery,
                                                      digests, failed))
