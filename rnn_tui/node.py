@@ -12,9 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import ipaddress
 import logging
-import socket
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -25,7 +23,13 @@ from rnn_tui.control.server import ControlServer
 from rnn_tui.discovery.metadata import PeerMetadata
 from rnn_tui.errors import RnnError, StoreError
 from rnn_tui.identity import Identity, Keystore, PeerId, resolve_passphrase
+from rnn_tui.nat.detect import NatStatus
+from rnn_tui.nat.model import is_private_addr
+from rnn_tui.nat.relay_core import RelayLimits
+from rnn_tui.nat.relay_manager import ActiveRelay
+from rnn_tui.nat.service import NatSettings, interface_addresses
 from rnn_tui.store import Store
+from rnn_tui.transport.messages import parse_addr
 from rnn_tui.util.eventbus import EventBus
 from rnn_tui.util.tasks import TaskManager
 
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
     from rnn_tui.components.services import ServicesComponent
     from rnn_tui.dht.driver import DhtNode
     from rnn_tui.discovery.peer_manager import PeerManager
+    from rnn_tui.nat.service import NatService
     from rnn_tui.transport.manager import Transport
 
 log = logging.getLogger(__name__)
@@ -49,23 +54,9 @@ class _Closer:
         self._fn()
 
 
-def local_addresses() -> list[str]:
-    """Non-loopback IPv4 addresses of this host, best effort, without sending anything."""
-    out: list[str] = []
-    try:
-        for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET):
-            ip = str(info[4][0])
-            if not ip.startswith("127.") and ip not in out:
-                out.append(ip)
-    except OSError:
-        pass
-    return out
-
-
 def _is_private(hostport: str) -> bool:
-    host = hostport.rsplit(":", 1)[0].strip("[]")
     try:
-        return ipaddress.ip_address(host).is_private
+        return is_private_addr(parse_addr(hostport))
     except ValueError:
         return False
 
@@ -85,6 +76,7 @@ class Node:
         self.transport: Transport | None = None
         self.dht: DhtNode | None = None
         self.peers: PeerManager | None = None
+        self.nat: NatService | None = None
         self.gossip: GossipComponent | None = None
         self.services: ServicesComponent | None = None
         self.bound_addr: tuple[str, int] | None = None
@@ -137,6 +129,7 @@ class Node:
         from rnn_tui.dht.core import DhtConfig
         from rnn_tui.dht.driver import DhtNode
         from rnn_tui.discovery.peer_manager import PeerManager
+        from rnn_tui.nat.service import NatService
         from rnn_tui.transport.manager import Transport
 
         assert self.identity is not None and self.store is not None
@@ -152,6 +145,10 @@ class Node:
         self._components.append(self.transport)
         self.bound_addr = bound
         self.transport.listen_addrs = self._listen_addrs(bound)
+        self.nat = NatService(self.transport, self._nat_settings(),
+                              local_addrs=lambda: self._listen_addrs(bound),
+                              on_change=self._on_nat_change)
+        self._components.append(self.nat)
         self.dht = DhtNode(self.transport.endpoint.send_raw,
                            config=DhtConfig(read_only=bool(self.config["dht.read_only"])),
                            on_external_address=self._on_dht_external_address)
@@ -159,7 +156,9 @@ class Node:
         self._components.append(_Closer(self.dht.close))
         saved = [(n.node_id, n.host, n.port) for n in await self.store.call(self.store.load_dht_nodes)]
         self.peers = PeerManager(self.identity, self.transport, self.dht, self.store, self.events,
-                                 topic=self.config["dht.topic"], metadata_source=self.metadata)
+                                 topic=self.config["dht.topic"], metadata_source=self.metadata,
+                                 nat=self.nat)
+        self.nat.start()
         self._components.append(self.peers)
         self.gossip = GossipComponent(self.identity, self.transport)
         self._components.append(self.gossip)
@@ -188,7 +187,25 @@ class Node:
         host, port = bound
         if host not in ("0.0.0.0", "::", ""):
             return [(host, port)]
-        return [(ip, port) for ip in local_addresses()] or [("127.0.0.1", port)]
+        return interface_addresses(port) or [("127.0.0.1", port)]
+
+    def _nat_settings(self) -> NatSettings:
+        mode = self.config["relay.enabled"]
+        limits = RelayLimits(max_reservations=int(self.config["relay.max_reservations"]),
+                             max_circuits=int(self.config["relay.max_circuits"]))
+        return NatSettings(relay_enabled={"auto": None, "true": True, "false": False}[mode],
+                           relay_limits=limits)
+
+    def _on_nat_change(self, status: NatStatus, relays: list[ActiveRelay]) -> None:
+        """Detection or relays changed: update what we advertise and republish it."""
+        kind = status.nat_type.value
+        self.nat_type = {"public": "none"}.get(kind, kind)
+        self.reachability = {"public": "public", "eim": "private", "edm": "private"}.get(kind, "unknown")
+        if status.external is not None:
+            self.external_addrs = {f"{status.external[0]}:{status.external[1]}"}
+        self.relay_addrs = [f"{r.peer}@{r.addr[0]}:{r.addr[1]}" for r in relays]
+        if self.peers is not None:
+            self.peers.metadata_changed()
 
     async def _dht_start(self, saved: list[tuple[bytes, str, int]]) -> None:
         assert self.dht is not None and self.peers is not None

@@ -19,18 +19,22 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rnn_tui.api import PeerInfo, PeerUpdated
 from rnn_tui.discovery.metadata import METADATA_SALT, PeerMetadata
 from rnn_tui.errors import RemoteProtocolError, RnnError
 from rnn_tui.identity import Identity, PeerId
+from rnn_tui.nat.relay_driver import RELAY_CAPABILITY
 from rnn_tui.store import Store
 from rnn_tui.transport import messages as tm
 from rnn_tui.transport.manager import PeerConnected, PeerDisconnected, Transport, TransportEvent
 from rnn_tui.transport.session import PeerConnection
 from rnn_tui.util.eventbus import EventBus
 from rnn_tui.util.tasks import TaskManager
+
+if TYPE_CHECKING:
+    from rnn_tui.nat.service import NatService
 
 log = logging.getLogger(__name__)
 Addr = tuple[str, int]
@@ -119,6 +123,7 @@ class PeerManager:
     def __init__(self, identity: Identity, transport: Transport, dht: DhtClient, store: Store,
                  events: EventBus, *, topic: str, settings: DiscoverySettings | None = None,
                  metadata_source: Callable[[], PeerMetadata] | None = None,
+                 nat: NatService | None = None,
                  rng: random.Random | None = None) -> None:
         self.identity = identity
         self.transport = transport
@@ -129,6 +134,7 @@ class PeerManager:
         self.infohash = topic_infohash(topic)
         self.settings = settings or DiscoverySettings()
         self.metadata_source = metadata_source
+        self.nat = nat
         self.rng = rng or random.Random()
         self.tasks = TaskManager("peers")
         self.peers: dict[PeerId, PeerState] = {}
@@ -196,7 +202,7 @@ class PeerManager:
                                  event.connection.close(reason="blocked"), replace=True)
                 return
             state.connection = event.connection
-            state.path = getattr(event.connection, "path_kind", "direct")
+            state.path = self.nat.path_type(event.connection).value if self.nat else "direct"
             state.last_seen = time.time()
             state.failures = 0
             if event.outbound:
@@ -215,6 +221,9 @@ class PeerManager:
         try:
             ident = await self.transport.identify(conn, timeout=self.settings.request_timeout)
             state.agent = ident.agent
+            if RELAY_CAPABILITY in ident.capabilities and self.nat is not None \
+                    and state.path == "direct":
+                self.nat.add_relay_candidates([(conn.remote_addr, state.peer_id)])
             # Listen addresses a peer claims are hints, not proof: we keep them to dial later,
             # and a later handshake at that address proves (or refutes) them.
             for addr in ident.listen_addrs:
@@ -442,9 +451,18 @@ class PeerManager:
         meta = await self.fetch_metadata(pid)
         candidates = list(state.addresses)
         if meta is not None:
-            candidates = list(dict.fromkeys([*meta.listen, *meta.observed, *candidates]))
-        if not candidates:
+            candidates = list(dict.fromkeys([*meta.listen, *meta.observed, *meta.lan, *candidates]))
+        relays = _relays(meta.relays) if meta is not None else []
+        if not candidates and not relays:
             raise RnnError(f"no address known for peer {pid.short} (no DHT record found)")
+        if self.nat is not None:
+            addrs = []
+            for text in candidates:
+                with contextlib.suppress(ValueError):
+                    addrs.append(tm.parse_addr(text))
+            conn, path = await self.nat.connect(pid, addrs, relays)
+            state.path = path.value
+            return self._state(pid)
         errors = []
         for text in candidates:
             try:
@@ -487,6 +505,16 @@ class PeerManager:
 
     def _publish_peer(self, state: PeerState) -> None:
         self.events.publish(PeerUpdated(state.to_info()))
+
+
+def _relays(texts: Sequence[str]) -> list[tuple[Addr, PeerId]]:
+    """Relay entries from a metadata record: ``peer_id@host:port``; bad ones are skipped."""
+    out = []
+    for text in texts:
+        pid_text, _, addr_text = text.partition("@")
+        with contextlib.suppress(ValueError):
+            out.append((tm.parse_addr(addr_text), PeerId.parse(pid_text)))
+    return out
 
 
 def _add_addr(state: PeerState, addr: str) -> None:
