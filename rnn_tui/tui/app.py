@@ -54,6 +54,7 @@ __all__ = ["RnnApp", "run_app", "MIN_SIZE"]
 
 MIN_SIZE = (60, 16)
 REFRESH_HZ = 5
+RELOAD_S = 15.0  # full snapshot re-read: recovers from events a busy node coalesced or dropped
 THEMES = ("textual-dark", "nord", "gruvbox", "tokyo-night", "textual-light")
 
 
@@ -105,6 +106,11 @@ class RnnApp(App[int]):
         self.node_started = True
         self.status = self.node.status()
         self.consume_events()
+        await self.reload()
+        self.set_interval(RELOAD_S, self.periodic_reload, name="app-reload")
+
+    @work(exclusive=True, group="node-reload", exit_on_error=False)
+    async def periodic_reload(self) -> None:
         await self.reload()
 
     def show_failure(self, reason: str) -> None:
@@ -337,11 +343,9 @@ def run_app(facade: NodeFacade, readonly: bool = False, *, mouse: bool = True,
 
 def demo_main() -> int:
     """``python -m rnn_tui.tui.app``: the demo scene, live."""
-    import time as _time
-
     from rnn_tui.tui.demo import DemoNode
 
-    return run_app(DemoNode(live=True, clock=_time.time))
+    return run_app(DemoNode.live_scene())
 
 
 if __name__ == "__main__":

@@ -184,6 +184,13 @@ class DemoNode:
         self.connects: list[str] = []
         self._seed_runs()
 
+    @classmethod
+    def live_scene(cls) -> DemoNode:
+        """The scene for ``rnn --demo``: real clock, the model job keeps logging."""
+        import time
+
+        return cls(live=True, clock=time.time)
+
     # --- scene ------------------------------------------------------------------------
     def _demo_peers(self) -> list[PeerInfo]:
         return [

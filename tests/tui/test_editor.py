@@ -319,3 +319,22 @@ async def test_run_from_the_editor_colours_boxes_and_opens_logs() -> None:
         assert isinstance(app.screen, LogsScreen) and app.screen.job == "model"
         lines = app.screen.query_one("#logview").log_widget.lines
         assert any("epoch 2/5" in ln for ln in lines)
+
+
+async def test_mouse_selects_boxes_and_completes_a_connection(demo_app) -> None:
+    app, _ = demo_app
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_pollinators(pilot)
+        graph = screen.graph
+        rect = graph.graph_layout.boxes["model"]
+        await pilot.click(GraphView, offset=(rect.x + 3, rect.y + 1))
+        assert graph.selection.job == "model" and graph.selection.port is None
+        ox, oy = graph.graph_layout.ports[("model", "out", "STDERR")]
+        await pilot.click(GraphView, offset=(ox - 2, oy))
+        assert (graph.selection.side, graph.selection.port) == ("out", "STDERR")
+        await pilot.press("c")
+        ix, iy = graph.graph_layout.ports[("report", "in", "MOUNT:/data/in")]
+        await pilot.click(GraphView, offset=(ix + 2, iy))
+        await settle(pilot)
+        assert any(str(c) == "model.STDERR -> report.MOUNT:/data/in as model.stderr"
+                   for c in graph.workflow.connections), [str(c) for c in graph.workflow.connections]
