@@ -191,6 +191,12 @@ class _Checker:
             what = (f"mount {direction.value}" if direction is not None else port.interface.value)
             self.add(path, f"{port} is an input ({what}); a connection must start at an output "
                            "(STDOUT, STDERR, LOGS or an OUTPUT/BOTH mount)")
+            return
+        mount = self.mount_of(port.job, port.path) if port.path is not None else None
+        if mount is not None and port.path == mount.path:
+            # a transfer carries one file: a whole directory has no single hash or name
+            self.add(path, f"{port} is a whole mount; name the file to send, e.g. "
+                           f"{port.job}.MOUNT:{mount.path.rstrip('/')}/result.csv")
 
     def check_target(self, conn: Connection, port: PortRef, path: SourcePath) -> tuple[str, str]:
         where: SourcePath = (*path, "to")

@@ -163,3 +163,13 @@ def test_topological_order_respects_edges() -> None:
 
 def test_empty_job_list() -> None:
     assert problems("name: t\njobs: []\n") == ["t.yaml:2:7: a workflow needs at least one job"]
+
+
+def test_a_mount_source_names_one_file() -> None:
+    found = problems(HEAD + """\
+      - {name: a, service: s, mounts: {/out: OUTPUT}}
+    connections:
+      - {from: a.MOUNT:/out, to: self, file: all}
+    """)
+    assert found == ["t.yaml:5:12: a.MOUNT:/out is a whole mount; name the file to send, "
+                     "e.g. a.MOUNT:/out/result.csv"]
