@@ -26,7 +26,7 @@ from tests.integration.workflow_cluster import (
     wait_run,
     workflow_cluster,
 )
-from tests.nodes import NodeProcess
+from tests.nodes import NodeProcess, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
 
@@ -96,6 +96,22 @@ def test_killed_executor_fails_the_run_within_two_heartbeats(
     assert "heartbeat timeout" in final["reason"] and "heartbeat timeout" in status["reason"]
     # the requester's own clock stamps the failure; same host as ours
     assert final["ended_at"] - killed_at <= 2 * HEARTBEAT_S + 0.5
+
+
+def test_cancel_reaches_the_executor(mesh: tuple[NodeProcess, list[NodeProcess]],
+                                     tmp_path: Path, docker_client: Any) -> None:
+    requester, nodes = mesh
+    spec = _workflow(tmp_path, "cancelled", "echo begin; sleep 60")
+    run_id = start_run(requester, spec)
+    job = wait_job(requester, run_id, "slow", ("RUNNING",))
+    executor = node_by_peer(nodes, job["executor"])
+    res = requester.rnn("run", "cancel", run_id)
+    assert res.returncode == 0 and "CANCELLED" in res.stdout
+    status = wait_run(requester, run_id, timeout=10)
+    assert status["status"] == "CANCELLED"
+    assert [j["status"] for j in status["jobs"]] == ["CANCELLED"]
+    wait_for(lambda: not _containers(docker_client, executor), timeout=20,
+             what="the executor to stop the cancelled job's container", on_fail=executor.tail)
 
 
 def test_requester_restart_mid_run_carries_the_run_on(
