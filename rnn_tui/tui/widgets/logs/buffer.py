@@ -116,7 +116,11 @@ class LogBuffer:
     def take_pending(self, limit: int | None = None) -> list[LogLine]:
         """Move up to ``limit`` pending lines into the history and return them."""
         n = len(self._pending) if limit is None else min(limit, len(self._pending))
-        batch = [self._pending.popleft() for _ in range(n)]
+        if n == len(self._pending):
+            batch = list(self._pending)
+            self._pending.clear()
+        else:
+            batch = [self._pending.popleft() for _ in range(n)]
         overflow = len(self.history) + len(batch) - self.max_lines
         if overflow > 0:
             self.dropped += min(overflow, len(self.history) + len(batch))
