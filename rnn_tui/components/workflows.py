@@ -109,6 +109,8 @@ class WorkflowComponent:
         self.identity = node.identity
         self.transport = node.transport
         self.tasks = TaskManager("workflows")
+        self._self_conn: PeerConnection | None = None
+        self._self_lock = asyncio.Lock()
         heartbeat = _heartbeat_s(node)
         self.transfers = TransferService(self._connect, self._accept_transfer)
         self.executor = ExecutorService(
@@ -154,12 +156,27 @@ class WorkflowComponent:
         conn = self._existing(peer)
         if conn is not None:
             return conn
+        if self.node.identity is not None and peer == self.node.identity.peer_id:
+            # Two jobs of one run on this node: the transfer goes through a QUIC connection
+            # to our own socket, so one code path (hashes, receipts, resume) serves both cases.
+            return await self._self_connection()
         if self.node.peers is None:
             raise WorkflowError(f"not connected to {peer.short}")
         state = await self.node.peers.connect(str(peer))
         if state.connection is None or not state.connection.is_open:
             raise WorkflowError(f"cannot connect to {peer.short}")
         return state.connection
+
+    async def _self_connection(self) -> PeerConnection:
+        assert self.node.identity is not None and self.node.bound_addr is not None
+        host, port = self.node.bound_addr
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        async with self._self_lock:
+            if self._self_conn is None or not self._self_conn.is_open:
+                self._self_conn = await self.transport.dial(
+                    (host, port), expected_peer_id=self.node.identity.peer_id)
+            return self._self_conn
 
     async def _accept_transfer(self, peer: PeerId, offer: XferOffer) -> Landing:
         if offer.target_job is None:

@@ -25,6 +25,7 @@ from rnn_tui.api import PeerInfo, PeerUpdated
 from rnn_tui.discovery.metadata import METADATA_SALT, PeerMetadata
 from rnn_tui.errors import RemoteProtocolError, RnnError
 from rnn_tui.identity import Identity, PeerId
+from rnn_tui.nat.model import PathType
 from rnn_tui.nat.relay_driver import RELAY_CAPABILITY
 from rnn_tui.store import Store
 from rnn_tui.transport import messages as tm
@@ -141,8 +142,11 @@ class PeerManager:
         self.published_seq: int | None = None
         self._published_value: bytes | None = None
         self._dialling: set[Addr] = set()
+        self._closed = False
         self._observed_listeners: list[Callable[[PeerId, str], None]] = []
         transport.add_listener(self._on_transport_event)
+        if nat is not None:
+            nat.add_connection_listener(self._on_nat_connection)
         transport.on_peer_records = self._on_peer_records
         transport.peer_records = self._records_to_share
 
@@ -168,6 +172,7 @@ class PeerManager:
         self.tasks.spawn("reconnect", self._reconnect_loop())
 
     async def close(self) -> None:
+        self._closed = True  # NAT or service changes during shutdown publish nothing
         await self.tasks.shutdown()
 
     def on_observed_address(self, fn: Callable[[PeerId, str], None]) -> None:
@@ -195,6 +200,10 @@ class PeerManager:
         return state
 
     def _on_transport_event(self, event: TransportEvent) -> None:
+        if event.peer_id == self.identity.peer_id:
+            return  # a connection to ourselves (two jobs of one run here): not a peer
+        if self.tasks.closed:
+            return  # shutting down: no new greetings
         if isinstance(event, PeerConnected):
             state = self._state(event.peer_id)
             if state.blocked:
@@ -215,6 +224,23 @@ class PeerManager:
                 gone.connection = None
                 gone.next_retry = time.time() + self._backoff(gone)
                 self._publish_peer(gone)
+
+    def _on_nat_connection(self, conn: PeerConnection, path: PathType) -> None:
+        """A relayed connection, or a direct one won by a punch (the transport does not
+        report those); a live direct connection is never replaced by a relayed one."""
+        if conn.peer_id is None or self._closed:
+            return
+        state = self._state(conn.peer_id)
+        if state.blocked:
+            self.tasks.spawn(f"refuse:{conn.peer_id.short}", conn.close(reason="blocked"),
+                             replace=True)
+            return
+        if path is PathType.RELAYED and state.connected and state.path == "direct":
+            return
+        state.connection, state.path = conn, path.value
+        state.last_seen = time.time()
+        state.failures = 0
+        self._publish_peer(state)
 
     async def _greet(self, state: PeerState, conn: PeerConnection) -> None:
         """First exchange with a newly verified peer: identify, metadata, peer exchange."""
@@ -302,7 +328,7 @@ class PeerManager:
             # a change (addresses, NAT type, services) republishes at once: see metadata_changed()
 
     def metadata_changed(self) -> None:
-        if self.tasks.is_running("metadata-now"):
+        if self._closed or self.tasks.is_running("metadata-now"):
             return
         self.tasks.spawn("metadata-now", self._publish_now())
 
@@ -461,7 +487,7 @@ class PeerManager:
                 with contextlib.suppress(ValueError):
                     addrs.append(tm.parse_addr(text))
             conn, path = await self.nat.connect(pid, addrs, relays)
-            state.path = path.value
+            self._on_nat_connection(conn, path)
             return self._state(pid)
         errors = []
         for text in candidates:

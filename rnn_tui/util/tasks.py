@@ -63,6 +63,10 @@ class TaskManager:
         if exc is not None:
             log.error("%s: task %s failed: %r", self.owner, name, exc, exc_info=exc)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def is_running(self, name: str) -> bool:
         task = self._tasks.get(name)
         return task is not None and not task.done()
