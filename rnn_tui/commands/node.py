@@ -43,7 +43,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     if getattr(args, "demo", False):
         from rnn_tui.tui.demo import DemoNode
 
-        return int(run_app(DemoNode(), readonly=getattr(args, "readonly", False)))
+        return int(run_app(DemoNode.live_scene(), readonly=getattr(args, "readonly", False)))
     from rnn_tui.facade import NodeFacadeImpl
 
     return int(run_app(NodeFacadeImpl(Node(config)), readonly=getattr(args, "readonly", False)))
