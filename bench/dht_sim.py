@@ -121,11 +121,11 @@ def publish(net: SimNetwork, rng: random.Random, hosts: list[SimHost], ops: int,
     return published
 
 
-def run_size(n: int, ops: int, seed: int, learn: bool = True) -> None:
+def run_size(n: int, ops: int, seed: int, learn: bool = True, alpha: int | None = None) -> None:
     rng = random.Random(seed)
     net = SimNetwork(rng=random.Random(seed + 1), latency=ONE_WAY, loss=0.0)
     config = DhtConfig(query_timeout=0.5, query_retries=1, lookup_timeout=0.3,
-                       learn_from_replies=learn)
+                       learn_from_replies=learn, alpha=alpha or DhtConfig().alpha)
     gc.collect()
     rss0 = rss_bytes()
     t0 = time.perf_counter()
@@ -161,13 +161,14 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--ops", type=int, default=200, help="items published per scenario")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--alpha", type=int, default=None, help="parallel queries per lookup")
     parser.add_argument("--no-learn", action="store_true",
                         help="do not fill free bucket slots with nodes named in replies")
     args = parser.parse_args()
     print(f"python {sys.version.split()[0]}, one-way latency {ONE_WAY * 1000:.0f} ms, seed {args.seed}, "
-          f"learn_from_replies={not args.no_learn}")
+          f"learn_from_replies={not args.no_learn}, alpha={args.alpha or DhtConfig().alpha}")
     for n in args.sizes:
-        run_size(n, args.ops, args.seed, learn=not args.no_learn)
+        run_size(n, args.ops, args.seed, learn=not args.no_learn, alpha=args.alpha)
 
 
 if __name__ == "__main__":
