@@ -28,6 +28,9 @@ def register(sub: Any) -> None:
     start = rsub.add_parser("start", help="start a run of a stored workflow (NAME) or a file")
     start.add_argument("workflow", metavar="NAME|FILE")
     start.add_argument("--follow", action="store_true", help="stream logs until the run ends")
+    start.add_argument("--resume", action="store_true",
+                       help="reuse outputs of identical earlier jobs (same image, parameters "
+                            "and input hashes) and keep this run's for later")
     start.add_argument("--json", action="store_true")
     start.set_defaults(func=cmd_start)
 
@@ -74,6 +77,7 @@ def cmd_start(args: argparse.Namespace) -> int:
         params: dict[str, Any] = {"yaml": text, "source": str(path)}
     else:
         params = {"name": args.workflow}
+    params["resume"] = bool(args.resume)
     run = control_call(args, "run.start", params, timeout=60.0)
     if args.follow:
         _follow(args, run["run_id"])

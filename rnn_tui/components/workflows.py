@@ -244,22 +244,22 @@ class WorkflowComponent:
         return spread_candidates((j.name, found[j.name]) for j in loaded.workflow.jobs)
 
     # ------------------------------------------------------------------ runs (facade + CLI)
-    async def start_workflow(self, text: str, source: str) -> RunInfo:
+    async def start_workflow(self, text: str, source: str, resume: bool = False) -> RunInfo:
         loaded = load_workflow(text, source)
         candidates = await self.resolve(loaded)
         handle = self.orchestrator.start_run(loaded.workflow, candidates, {
-            "yaml": text, "source": source,
+            "yaml": text, "source": source, "resume": resume,
             "candidates": {job: [[str(c.peer), c.service_id] for c in cands]
                            for job, cands in candidates.items()}})
         return handle.info()
 
-    async def start_run(self, workflow_name: str) -> RunInfo:
+    async def start_run(self, workflow_name: str, resume: bool = False) -> RunInfo:
         store = self.node.store
         assert store is not None
         text = await store.call(store.get_workflow, workflow_name)
         if text is None:
             raise WorkflowError(f"no workflow named {workflow_name!r}; import it first")
-        return await self.start_workflow(text, f"workflow {workflow_name}")
+        return await self.start_workflow(text, f"workflow {workflow_name}", resume)
 
     async def cancel_run(self, run_id: str) -> None:
         self.orchestrator.cancel(run_id)
@@ -380,9 +380,10 @@ class WorkflowComponent:
     async def _ctl_start(self, params: dict[str, Any]) -> dict[str, Any]:
         if params.get("yaml"):
             info = await self.start_workflow(str(params["yaml"]),
-                                             str(params.get("source") or "<workflow>"))
+                                             str(params.get("source") or "<workflow>"),
+                                             bool(params.get("resume")))
         else:
-            info = await self.start_run(str(params.get("name", "")))
+            info = await self.start_run(str(params.get("name", "")), bool(params.get("resume")))
         return _run_dict(info)
 
     async def _ctl_status(self, params: dict[str, Any]) -> Any:

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
 import posixpath
 import re
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
@@ -44,7 +46,7 @@ from rnn_tui.services.runtime import DockerRuntime, JobOutcome, JobRequest, Outp
 from rnn_tui.transport.session import PeerConnection
 from rnn_tui.util.tasks import TaskManager
 from rnn_tui.workflow import messages as wm
-from rnn_tui.workflow.receipts import Digest, Receipt, params_digest, sign_receipt
+from rnn_tui.workflow.receipts import Digest, Receipt, cache_key, params_digest, sign_receipt
 from rnn_tui.workflow.transfer import PathEscape, confine_path, hash_file
 from rnn_tui.workflow.transfer_driver import Landing, TransferService, transfer_id_for
 from rnn_tui.workflow.wire import WfCommand, WfLog, WfReceipt, WfReply, WfReport, XferOffer
@@ -89,6 +91,8 @@ class _Held:
     routes: tuple[wm.OutputRoute, ...] = ()
     silent: int = 0
     partial: dict[str, str] = field(default_factory=dict)
+    resume: bool = False
+    reused: bool = False
 
     @property
     def job_id(self) -> str:
@@ -159,7 +163,7 @@ class ExecutorService:
         assert peer is not None
         cmd = msg.command
         if isinstance(cmd, wm.RequestJob):
-            return WfReply(await self._request(peer, cmd))
+            return WfReply(await self._request(peer, cmd, resume=msg.resume))
         held = self._held.get((cmd.run_id, cmd.job))
         if held is None or held.requester != peer:
             if isinstance(cmd, wm.CancelJob | wm.ReleaseJob):
@@ -183,7 +187,8 @@ class ExecutorService:
             await self._drop(held, "released")
         return WfReply()
 
-    async def _request(self, requester: PeerId, cmd: wm.RequestJob) -> wm.Report:
+    async def _request(self, requester: PeerId, cmd: wm.RequestJob, *,
+                       resume: bool = False) -> wm.Report:
         def refuse(reason: str) -> wm.JobRefused:
             log.info("refused job %s of run %s for %s: %s", cmd.job, cmd.run_id,
                      requester.short, reason)
@@ -223,7 +228,7 @@ class ExecutorService:
             ws = await asyncio.to_thread(self.runtime.workspace, job_id, service)
         except (RnnError, OSError) as exc:
             return refuse(f"cannot prepare a workspace: {exc}")
-        self._held[(cmd.run_id, cmd.job)] = _Held(requester, cmd, service, ws)
+        self._held[(cmd.run_id, cmd.job)] = _Held(requester, cmd, service, ws, resume=resume)
         log.info("accepted job %s of run %s from %s (service %s)", cmd.job, cmd.run_id,
                  requester.short, service.name)
         return wm.JobAccepted(cmd.run_id, cmd.job, cmd.attempt)
@@ -296,6 +301,8 @@ class ExecutorService:
                 assert held.service.data_path is not None
                 held.outputs["STDOUT"] = (Path(held.service.data_path), 0, "")
                 code, reason = 0, ""
+            elif held.resume and await self._reuse(held):
+                code, reason = 0, ""
             else:
                 code, reason = await self._run_container(held)
         finally:
@@ -306,6 +313,8 @@ class ExecutorService:
             reason = await self._collect_outputs(held)
             if reason:
                 code = 125
+            elif held.resume and not held.reused and held.service.kind is not ServiceKind.DATA:
+                await asyncio.to_thread(self._cache_store, held)
         exited = asyncio.ensure_future(self._exit(held, started, code, reason))
         try:
             if code == 0 and held.state != "cancelled":
@@ -342,6 +351,59 @@ class ExecutorService:
             code = 124
         return code, result.explanation
 
+    # ------------------------------------------------------------------ resume cache
+    def _cache_key(self, held: _Held) -> str:
+        service = held.service
+        inputs = {f"{i.target}:{i.path.name}": i.sha256 for i in held.inputs.values()}
+        return cache_key(service.image_digest or service.content_hash or service.id,
+                         params_digest(held.request.env, held.request.args), inputs)
+
+    def _cache_dir(self, key: str) -> Path:
+        return self.runtime.jobs_root.parent / "cache" / key
+
+    async def _reuse(self, held: _Held) -> bool:
+        """Nextflow-style resume: outputs of an identical earlier job, re-hashed, if any."""
+        key = self._cache_key(held)
+        folder = self._cache_dir(key)
+        try:
+            manifest = json.loads(await asyncio.to_thread(
+                (folder / "manifest.json").read_text, "utf-8"))
+            wanted = {r.source for r in held.routes} | {"STDOUT"}
+            if not wanted <= set(manifest):
+                return False
+            outputs: dict[str, tuple[Path, int, str]] = {}
+            for source, entry in manifest.items():
+                path = confine_path(folder, str(entry["file"]))
+                size, digest = await asyncio.to_thread(hash_file, path)
+                if (size, digest.hex()) != (entry["size"], entry["sha256"]):
+                    return False
+                outputs[source] = (path, size, digest.hex())
+        except (OSError, ValueError, KeyError, TypeError, RnnError):
+            return False
+        held.outputs.update(outputs)
+        held.reused = True
+        self._send_lines(held, "stderr",
+                         [f"[resume] reused the outputs of an identical earlier job "
+                          f"(cache key {key[:16]})"])
+        log.info("job %s of run %s: reused cached outputs %s", held.request.job,
+                 held.request.run_id, key[:16])
+        return True
+
+    def _cache_store(self, held: _Held) -> None:
+        """Keep this job's outputs for later runs that opt in to resume (blocking: a thread)."""
+        folder = self._cache_dir(self._cache_key(held))
+        tmp = folder.with_name(folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True, mode=0o700)
+        manifest = {}
+        for index, (source, (path, size, sha)) in enumerate(sorted(held.outputs.items())):
+            name = f"{index}.out"
+            shutil.copyfile(path, tmp / name)
+            manifest[source] = {"file": name, "size": size, "sha256": sha}
+        (tmp / "manifest.json").write_text(json.dumps(manifest, sort_keys=True), "utf-8")
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
+
     async def _collect_outputs(self, held: _Held) -> str:
         """Find and hash every output a route ships; ``""`` or why one is missing."""
         for route in held.routes:
@@ -355,7 +417,9 @@ class ExecutorService:
             if not path.is_file():
                 return f"output {route.source} was not written by the job"
             held.outputs[route.source] = (path, 0, "")
-        for source, (path, _size, _sha) in list(held.outputs.items()):
+        for source, (path, _size, sha) in list(held.outputs.items()):
+            if sha:
+                continue  # reused from the cache: already hashed
             try:
                 size, digest = await asyncio.to_thread(hash_file, path)
             except OSError as exc:

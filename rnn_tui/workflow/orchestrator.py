@@ -260,7 +260,8 @@ class Orchestrator:
     async def _send(self, handle: RunHandle, command: wm.Command) -> None:
         try:
             conn = await self.connect(command.peer)
-            reply = await conn.request(WfCommand(command), timeout=self.config.request_timeout)
+            reply = await conn.request(WfCommand(command, bool(handle.spec.get("resume"))),
+                                       timeout=self.config.request_timeout)
         except RnnError as exc:
             if isinstance(command, wm.RequestJob | wm.StartJob | wm.DeliverOutputs):
                 handle.scheduler.report_failure(

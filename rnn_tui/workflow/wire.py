@@ -191,13 +191,20 @@ class WfCommand:
 
     TYPE: ClassVar[int] = 0x0301
     command: wm.Command
+    resume: bool = False
+    """The run opted in to resume: the executor may reuse outputs of an identical earlier
+    job (same image, parameters and input hashes) and keeps this job's outputs for reuse."""
 
     def encode(self) -> bytes:
-        return _encode_kind(self.command)
+        body: dict[str, Any] = {"k": type(self.command).__name__, "b": to_plain(self.command)}
+        if self.resume:
+            body["r"] = 1
+        return bencode(body)
 
     @classmethod
     def decode(cls, body: bytes) -> WfCommand:
-        return cls(_decode_kind(body, _COMMANDS, "workflow command"))
+        command = _decode_kind(body, _COMMANDS, "workflow command")
+        return cls(command, bdecode_dict(body, "workflow command").get(b"r") == 1)
 
 
 @register_message

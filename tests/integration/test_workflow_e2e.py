@@ -18,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from tests.integration.workflow_cluster import DATA, REPO, start_run, wait_run, workflow_cluster
+from tests.integration.workflow_cluster import (
+    DATA,
+    REPO,
+    control,
+    start_run,
+    wait_run,
+    workflow_cluster,
+)
 from tests.nodes import NodeProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
@@ -230,3 +237,26 @@ connections:
     status = wait_run(requester, run_id, timeout=30)
     assert status["status"] == "FAILED"
     assert "refused by" in status["reason"] and "no service" in status["reason"]
+
+
+def test_resume_reuses_identical_jobs(mesh: tuple[NodeProcess, list[NodeProcess]]) -> None:
+    requester, _nodes = mesh
+    spec = WORKFLOWS / "word-count.yaml"
+    runs = []
+    for _ in range(2):
+        run = control(requester, "run.start", yaml=spec.read_text(), source=str(spec),
+                      resume=True)
+        status = wait_run(requester, run["run_id"])
+        assert status["status"] == "COMPLETED", status
+        runs.append(status)
+    first, second = (r["run_id"] for r in runs)
+    res = requester.rnn("run", "logs", first)
+    assert "[resume]" not in res.stdout + res.stderr
+    res = requester.rnn("run", "logs", second)
+    logs = res.stderr  # the executor's notice goes to the job's STDERR stream
+    reused = {line.split("]")[0].strip("[") for line in logs.splitlines() if "[resume]" in line}
+    assert reused == {"tokenize", "count", "top"}  # the DATA job is not cached
+    table, top = expected_word_count()
+    results = _results(requester, second)
+    assert results == {"word-counts.txt": table, "top10.txt": top}
+    _verify_receipts(requester, second, 4)
