@@ -110,7 +110,8 @@ class HolePuncher:
                  rng: random.Random | None = None,
                  rng_bytes: Callable[[int], bytes] = os.urandom,
                  direct_timeout: float = 10.0,
-                 on_event: Callable[[PeerId, PunchEvent], None] = lambda p, e: None) -> None:
+                 on_event: Callable[[PeerId, PunchEvent], None] = lambda p, e: None,
+                 on_outcome: Callable[[PunchOutcome], None] = lambda o: None) -> None:
         self.transport = transport
         self.addresses = addresses
         self.nat_type = nat_type
@@ -119,6 +120,7 @@ class HolePuncher:
         self._rng_bytes = rng_bytes
         self.direct_timeout = direct_timeout
         self.on_event = on_event
+        self.on_outcome = on_outcome  # every finished session, initiator or responder
         self._loop = asyncio.get_running_loop()
         self._sessions: dict[PeerId, _Session] = {}
         self._direct: dict[PeerId, PeerConnection] = {}
@@ -403,6 +405,10 @@ class HolePuncher:
         if not session.done.done():
             session.done.set_result(outcome)
             self.outcomes.append(outcome)
+            try:
+                self.on_outcome(outcome)
+            except Exception:
+                log.exception("punch outcome callback failed")
         if not direct:
             self._close_session(session)
         # On success the core lingers (it acks the peer's late probes); _pump closes

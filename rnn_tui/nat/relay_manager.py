@@ -66,6 +66,7 @@ class RelayManager:
         self._conns: dict[PeerId, PeerConnection] = {}
         self._tasks = TaskManager("nat-relays")
         self._refresh_lock = asyncio.Lock()
+        self._closed = False
         transport.add_listener(self._on_transport_event)
 
     @property
@@ -86,6 +87,7 @@ class RelayManager:
         self._tasks.every("refresh", interval, tick, delay=0.0)
 
     async def close(self) -> None:
+        self._closed = True  # relays dropping while the node stops are not replaced
         await self._tasks.shutdown()
 
     async def refresh(self) -> list[ActiveRelay]:
@@ -151,6 +153,8 @@ class RelayManager:
         self._failed[peer] = now
 
     def _on_transport_event(self, event: TransportEvent) -> None:
+        if self._closed:
+            return
         if isinstance(event, PeerDisconnected) and event.peer_id in self._active:
             self._lose(event.peer_id, self._loop.time())
             self.on_change(self.active)

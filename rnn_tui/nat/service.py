@@ -92,15 +92,21 @@ class NatService:
             lambda: interface_addresses(transport.endpoint.local_addr[1]))
         self.on_change = on_change
         self.detector = NatDetector(self.settings.detect)
-        self.relay_client = RelayClient(transport)
+        # Relayed and birthday-punched connections live outside the transport's table
+        # (their datagrams do not use the shared socket), so the transport never reports
+        # them: the node learns of them through these listeners.
+        self._conn_listeners: list[Callable[[PeerConnection, PathType], None]] = []
+        self.relay_client = RelayClient(
+            transport, on_connection=lambda conn, relay: self._connected(conn, PathType.RELAYED))
         self.relays = RelayManager(transport, self.relay_client, want=self.settings.relays_wanted,
                                    on_change=lambda active: self._changed())
         self.puncher = HolePuncher(transport, addresses=self.candidate_addrs,
                                    nat_type=lambda: self.detector.status.nat_type,
-                                   config=self.settings.punch)
+                                   config=self.settings.punch, on_outcome=self._punched)
         self.relay_service: RelayService | None = None
         self._loop = asyncio.get_running_loop()
         self._tasks = TaskManager("nat")
+        self._closed = False
         transport.add_listener(self._on_transport_event)
 
     # -- lifecycle -------------------------------------------------------------------
@@ -113,6 +119,7 @@ class NatService:
         self._tasks.every("check", self.settings.check_interval, check, delay=0.0)
 
     async def close(self) -> None:
+        self._closed = True
         await self._tasks.shutdown()
         await self.relays.close()
         await self.puncher.close()
@@ -131,7 +138,13 @@ class NatService:
         self._drain()
 
     def add_relay_candidates(self, candidates: Sequence[tuple[Addr, PeerId]]) -> None:
+        """Relays we may reserve on; a NATed node short of relays reserves at once.
+
+        Why at once: until a relay holds a slot for us, nobody behind another NAT can reach
+        us, and the periodic check may be a minute away.
+        """
         self.relays.add_candidates(candidates)
+        self._refresh_relays_if_short()
 
     def check(self) -> None:
         """Periodic, and on socket errors: local addresses, expiries, relays."""
@@ -139,8 +152,14 @@ class NatService:
         self.detector.set_local_addrs(self._local_addrs(), now)
         self.detector.handle_timer(now)
         self._drain()
-        if self.detector.status.nat_type not in (NatType.PUBLIC,) and \
+        if self.detector.status.nat_type is not NatType.PUBLIC and \
                 not self._tasks.is_running("relays"):
+            self._tasks.spawn("relays", self.relays.refresh())
+
+    def _refresh_relays_if_short(self) -> None:
+        if self._closed or self.detector.status.nat_type is NatType.PUBLIC:
+            return
+        if len(self.relays.active) < self.relays.want and not self._tasks.is_running("relays"):
             self._tasks.spawn("relays", self.relays.refresh())
 
     # -- outputs ---------------------------------------------------------------------
@@ -168,6 +187,11 @@ class NatService:
                 "relays": [{"id": r.peer.hex, "addr": f"{r.addr[0]}:{r.addr[1]}"}
                            for r in self.relays.active]}
 
+    def add_connection_listener(self, fn: Callable[[PeerConnection, PathType], None]) -> None:
+        """``fn(conn, path)`` for every verified connection the NAT layer makes or accepts:
+        relayed ones (both ends) and direct ones won by a punch (both ends)."""
+        self._conn_listeners.append(fn)
+
     def path_type(self, conn: PeerConnection) -> PathType:
         return self.relay_client.path_type(conn)
 
@@ -182,15 +206,9 @@ class NatService:
         if existing is not None:
             return existing, PathType.DIRECT
         errors: list[str] = []
-        for addr in addrs:
-            if check_addr(addr) is None:
-                continue
-            try:
-                conn = await self.transport.dial(addr, expected_peer_id=peer,
-                                                 timeout=self.settings.direct_dial_timeout)
-                return conn, PathType.DIRECT
-            except RnnError as exc:
-                errors.append(f"direct {addr[0]}:{addr[1]}: {exc}")
+        conn = await self._dial_any(peer, [a for a in addrs if check_addr(a) is not None], errors)
+        if conn is not None:
+            return conn, PathType.DIRECT
         for relay_addr, relay_id in relays:
             try:
                 relay_conn = self.transport.connection_to(relay_id) or await self.transport.dial(
@@ -200,11 +218,57 @@ class NatService:
             except (RnnError, RelayRefused) as exc:
                 errors.append(f"via relay {relay_id.short}: {exc}")
                 continue
+            log.info("reached %s via relay %s; punching", peer.short, relay_id.short)
+            self._connected(relayed, PathType.RELAYED)
             outcome = await self.puncher.punch(relayed)
             if outcome.path is PathType.DIRECT and outcome.connection is not None:
                 return outcome.connection, PathType.DIRECT
             return relayed, PathType.RELAYED
         raise RnnError(f"cannot reach {peer.short}: " + ("; ".join(errors) or "no address"))
+
+    async def _dial_any(self, peer: PeerId, addrs: Sequence[Addr],
+                        errors: list[str]) -> PeerConnection | None:
+        """Dial every address at once; the first verified connection wins.
+
+        Why at once: a record lists LAN, listen and observed addresses, and most of them are
+        unreachable from a given place; one after another they would cost a dial timeout
+        each before the relay is even tried.
+        """
+        if not addrs:
+            return None
+
+        async def one(addr: Addr) -> PeerConnection:
+            return await self.transport.dial(addr, expected_peer_id=peer,
+                                             timeout=self.settings.direct_dial_timeout)
+
+        pending = {asyncio.ensure_future(one(a)): a for a in addrs}
+        try:
+            while pending:
+                done, _ = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    addr = pending.pop(task)
+                    exc = task.exception()
+                    if exc is None:
+                        return task.result()
+                    if not isinstance(exc, RnnError | OSError):
+                        raise exc
+                    errors.append(f"direct {addr[0]}:{addr[1]}: {exc}")
+            return None
+        finally:
+            # Losers run out their own (short) timeout: cancelling a dial mid-handshake
+            # would leave its half-open connection in the transport.  One that still
+            # succeeds is a second verified path to the same peer; it is kept (closing it
+            # could take down the peer's entry if it was reported last) and idles out.
+            for task in pending:
+                self._tasks.spawn(f"dial-loser:{id(task)}", self._await_loser(task))
+
+    @staticmethod
+    async def _await_loser(task: asyncio.Future[PeerConnection]) -> None:
+        try:
+            conn = await task
+        except (RnnError, OSError):
+            return
+        log.debug("a second direct path to %s opened at %s", conn.peer_id, conn.remote_addr)
 
     async def punch(self, conn: PeerConnection) -> PunchOutcome:
         return await self.puncher.punch(conn)
@@ -226,6 +290,25 @@ class NatService:
         if observed is not None:
             self.detector.observe(conn.remote_addr, observed, self._loop.time(), "identify")
             self._drain()
+
+    def _connected(self, conn: PeerConnection, path: PathType) -> None:
+        for fn in list(self._conn_listeners):
+            try:
+                fn(conn, path)
+            except Exception:
+                log.exception("NAT connection listener failed")
+
+    def _punched(self, outcome: PunchOutcome) -> None:
+        """Log every punch (operators and the NAT lab read these lines) and report a win."""
+        if outcome.path is PathType.DIRECT and outcome.connection is not None:
+            ttd = outcome.time_to_direct or 0.0
+            log.info("punch with %s: direct at %s by %s in %.0f ms (attempt %d)",
+                     outcome.peer.short, outcome.remote, outcome.strategy.value, ttd * 1000,
+                     outcome.attempts)
+            self._connected(outcome.connection, PathType.DIRECT)
+        else:
+            log.info("punch with %s: stays relayed (%s, %s)", outcome.peer.short,
+                     outcome.strategy.value, outcome.reason or "no reason given")
 
     def _drain(self) -> None:
         changed = False
@@ -257,6 +340,8 @@ class NatService:
                                   replace=True)
 
     def _changed(self) -> None:
+        if self._closed:
+            return
         try:
             self.on_change(self.detector.status, self.relays.active)
         except Exception:

@@ -1,63 +1,56 @@
-"""Real ``rnn start --headless`` nodes in the NAT lab (the product, not a stand-in).
+"""The issue's NAT matrix with real ``rnn start --headless`` processes (the product itself).
 
-What the node wires today is exercised: a node behind each NAT type bootstraps from a
-public node, dials it (the NAT side dials), and both list the other as a connected peer
-on a direct path; the public node sees the NAT router's address, proving the traffic
-crossed the NAT.  The relayed and punched cells run with node agents
-(test_nat_lab_quic.py) until node.py wires ``rnn_tui.nat.service.NatService``.
+One NAT lab per round (``tests/netlab/rnn_cells.py``): two public nodes (``pub0`` is the
+DHT bootstrap, both run ``--relay``), an EIM router with two hosts, another EIM router, two
+symmetric routers.  Every NATed node must show its NAT type in ``rnn status --json`` and
+hold a relay; then each cell joins a fresh pair with ``rnn connect PEER_ID`` (BEP 44 record
+→ direct dial, else the peer's relay and a punch), pings across it, and both ends must list
+the expected path in ``rnn peers --json``:
+
+| cell | expected |
+|---|---|
+| public ↔ NAT (NAT side dials) | direct, by a plain dial |
+| EIM ↔ EIM | direct, by a punch over the relayed connection |
+| EIM ↔ symmetric | direct, by a birthday punch |
+| symmetric ↔ symmetric | relayed, pings answered over the relay |
+| same NAT | direct, on the LAN address from the record |
+
+Rounds: ``RNN_NAT_LAB_RUNS`` (default 1; the benchmark runs ≥ 10).  A separate test floods
+a real relay node with reservations from more peers than its limit.
 """
 
 from __future__ import annotations
 
-import time
+import os
 from pathlib import Path
 
 import pytest
 
-from tests.netlab.lab import NatLab, NatMode, lab_unavailable_reason
-from tests.netlab.rnn_nodes import RnnNode
+from tests.netlab.lab import lab_unavailable_reason
+from tests.netlab.rnn_cells import CELLS, NAT_TYPE, ROLES, run_round
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.netns,
     pytest.mark.slow,
-    pytest.mark.timeout(180),
     pytest.mark.skipif(lab_unavailable_reason() is not None,
                        reason=lab_unavailable_reason() or ""),
 ]
 
-
-def connected(node: RnnNode) -> list[dict]:
-    return list(node.cli("peers", "--connected") or [])
+RUNS = int(os.environ.get("RNN_NAT_LAB_RUNS", "1"))
 
 
-@pytest.mark.parametrize("mode", [NatMode.EIM, NatMode.SYMMETRIC])
-def test_node_behind_nat_dials_the_public_node_directly(tmp_path: Path, mode: NatMode) -> None:
-    with NatLab() as lab:
-        pub_host = lab.add_public_host()
-        router = lab.add_nat(mode)
-        nat_host = lab.add_host_behind(router)
-        public = RnnNode(pub_host, tmp_path / "public")
-        nodes = [public]
-        try:
-            pub_status = public.wait_status()
-            natted = RnnNode(nat_host, tmp_path / "natted",
-                             bootstrap=f"{pub_host.ip}:{public.port()}")
-            nodes.append(natted)
-            nat_status = natted.wait_status()
-            end = time.monotonic() + 60
-            while time.monotonic() < end:
-                if connected(natted) and connected(public):
-                    break
-                time.sleep(0.5)
-            (seen_by_nat,) = [p for p in connected(natted)
-                              if p["peer_id"] == pub_status["peer_id"]]
-            (seen_by_pub,) = [p for p in connected(public)
-                              if p["peer_id"] == nat_status["peer_id"]]
-            assert seen_by_nat["path"] == "direct" and seen_by_pub["path"] == "direct"
-            # The public node sees the router's WAN address: the packets crossed the NAT.
-            assert any(a.startswith(f"{router.wan_ip}:") for a in seen_by_pub["addresses"]), \
-                seen_by_pub
-        finally:
-            logs = [n.stop() for n in nodes]
-        assert all("Traceback" not in log for log in logs), "\n".join(logs)
+@pytest.mark.timeout(240 * RUNS)
+def test_the_nat_matrix_with_real_nodes(tmp_path: Path) -> None:
+    failures = []
+    for n in range(RUNS):
+        rnd = run_round(tmp_path / f"round{n}", list(CELLS.values()))
+        assert not rnd.error, rnd.error + "\n" + "\n".join(
+            f"===== {k}\n{v[-4000:]}" for k, v in rnd.logs.items())
+        for role, nat_type in rnd.nat_types.items():
+            assert nat_type == NAT_TYPE[ROLES[role][1]], (role, nat_type)
+        assert [c.cell for c in rnd.cells] == list(CELLS)
+        failures += [f"round {n} {c.cell}: {c.error}" for c in rnd.cells if not c.ok]
+        for log in rnd.logs.values():
+            assert "Traceback" not in log, log
+    assert not failures, "\n".join(failures)

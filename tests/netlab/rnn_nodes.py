@@ -24,7 +24,7 @@ RNN = [sys.executable, "-m", "rnn_tui"]
 
 class RnnNode:
     def __init__(self, host: LabHost, home: Path, bootstrap: str = "",
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), config: str = "") -> None:
         self.host = host
         self.home = home
         self.data = home / "data-dir"
@@ -35,6 +35,9 @@ class RnnNode:
                          "XDG_DATA_HOME": str(home / "data"),
                          "XDG_CACHE_HOME": str(home / "cache"),
                          "RNN_KEYSTORE_KDF_COST": "interactive", "PYTHONUNBUFFERED": "1"})
+        if config:  # YAML settings for this node only (RNN_CONFIG names the file)
+            (home / "config.yaml").write_text(config)
+            self.env["RNN_CONFIG"] = str(home / "config.yaml")
         self.proc = host.popen([*RNN, "start", "--headless", "--data-dir", str(self.data),
                                 "--port", "0", "--bootstrap", bootstrap, *extra],
                                env=self.env, stdin=subprocess.DEVNULL,
