@@ -6,7 +6,9 @@ The "relay" here is the benchmark process carrying punch messages over the agent
 stdin/stdout pipes; its RTT is what the punch core measured for the CONNECT exchange.
 Direct RTT is the median of ping/pong datagrams over the punched path.
 
-Needs root.  Usage: ``sudo .venv/bin/python bench/nat_lab.py [--runs 10] [--cells ...]``
+Needs root.  Usage: ``sudo .venv/bin/python bench/nat_lab.py [--runs 10] [--cells ...]``;
+``--quic`` runs QUIC node agents, ``--rnn`` real ``rnn start --headless`` processes
+(``--relay-mib 0`` skips the loopback throughput part).
 """
 
 from __future__ import annotations
@@ -164,12 +166,58 @@ def quic_matrix(cells: list[str], runs: int) -> None:
               f"{ms(rtt['direct']):>10} {statistics.median(walls):>6.2f}s")
 
 
+def _med_ms(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} ms" if values else "-"
+
+
+def rnn_matrix(cells: list[str], runs: int) -> None:
+    """The matrix with real ``rnn start --headless`` processes, one lab per round."""
+    import tempfile
+
+    from tests.netlab.rnn_cells import CELLS as RNN_CELLS
+    from tests.netlab.rnn_cells import run_round
+
+    print(f"NAT lab, real rnn nodes (rnn start --headless in namespaces); {runs} rounds; "
+          f"Python {platform.python_version()}")
+    results: dict[str, list] = {name: [] for name in cells}
+    walls = []
+    for n in range(runs):
+        t0 = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix="rnn-natbench-") as tmp:
+            rnd = run_round(Path(tmp), [RNN_CELLS[c] for c in cells])
+        walls.append(time.monotonic() - t0)
+        if rnd.error:
+            print(f"round {n}: {rnd.error}")
+        for res in rnd.cells:
+            results[res.cell].append(res)
+            if not res.ok:
+                print(f"round {n} {res.cell}: {res.error}")
+    print(f"median round (lab build, node starts, cells, teardown): "
+          f"{statistics.median(walls):.1f}s")
+    print(f"{'cell':10} {'expected':8} {'as expected':>11} {'how':>6} {'t->direct':>10} "
+          f"{'max':>8} {'connect':>8} {'relayed rtt':>11} {'rtt (5 pings)':>13}")
+    for name in cells:
+        rs = results[name]
+        good = sum(r.ok for r in rs)
+        hows = sorted({r.how for r in rs})
+        ttd = [r.time_to_direct_ms for r in rs if r.time_to_direct_ms is not None]
+        conn = [r.connect_s for r in rs if r.connect_s is not None]
+        rel = [r.relayed_rtt_ms for r in rs if r.relayed_rtt_ms is not None]
+        rtt = [r.rtt_ms for r in rs if r.rtt_ms is not None]
+        print(f"{name:10} {RNN_CELLS[name].expected:8} {good:>5}/{len(rs):<5} "
+              f"{'/'.join(hows):>6} {_med_ms(ttd):>10} {(f'{max(ttd):.0f} ms' if ttd else '-'):>8} "
+              f"{(f'{statistics.median(conn):.1f} s' if conn else '-'):>8} {_med_ms(rel):>11} "
+              f"{(f'{statistics.median(rtt):.1f} ms' if rtt else '-'):>13}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--cells", nargs="*", default=list(CELLS), choices=list(CELLS))
     parser.add_argument("--quic", action="store_true",
                         help="run the matrix with real QUIC node agents instead of raw UDP")
+    parser.add_argument("--rnn", action="store_true",
+                        help="run the matrix with real 'rnn start --headless' processes")
     parser.add_argument("--relay-process", action=argparse.BooleanOptionalAction, default=True,
                         help="run the relay as its own process (default) or in-process")
     parser.add_argument("--relay-mib", type=float, default=2.0,
@@ -191,6 +239,9 @@ def main() -> int:
         return 0
     if args.quic:
         quic_matrix(args.cells, args.runs)
+        return 0
+    if args.rnn:
+        rnn_matrix(args.cells, args.runs)
         return 0
     print(f"NAT lab, raw UDP + sans-IO cores; {args.runs} runs per cell; "
           f"Python {platform.python_version()}, {platform.machine()}")

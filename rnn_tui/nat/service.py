@@ -33,7 +33,7 @@ from rnn_tui.nat.detect import (
     NatTypeChanged,
 )
 from rnn_tui.nat.model import Addr, NatType, PathType, check_addr
-from rnn_tui.nat.punch_core import PunchConfig
+from rnn_tui.nat.punch_core import PunchConfig, PunchEvent, PunchStarted
 from rnn_tui.nat.punch_driver import HolePuncher, PunchOutcome
 from rnn_tui.nat.relay_core import RelayLimits
 from rnn_tui.nat.relay_driver import RelayClient, RelayRefused, RelayService
@@ -102,7 +102,8 @@ class NatService:
                                    on_change=lambda active: self._changed())
         self.puncher = HolePuncher(transport, addresses=self.candidate_addrs,
                                    nat_type=lambda: self.detector.status.nat_type,
-                                   config=self.settings.punch, on_outcome=self._punched)
+                                   config=self.settings.punch, on_outcome=self._punched,
+                                   on_event=self._punch_event)
         self.relay_service: RelayService | None = None
         self._loop = asyncio.get_running_loop()
         self._tasks = TaskManager("nat")
@@ -297,6 +298,12 @@ class NatService:
                 fn(conn, path)
             except Exception:
                 log.exception("NAT connection listener failed")
+
+    @staticmethod
+    def _punch_event(peer: PeerId, ev: PunchEvent) -> None:
+        if isinstance(ev, PunchStarted) and ev.rtt is not None:
+            log.info("punch with %s: attempt %d, %s, relayed rtt %.1f ms", peer.short,
+                     ev.attempt, ev.strategy.value, ev.rtt * 1000)
 
     def _punched(self, outcome: PunchOutcome) -> None:
         """Log every punch (operators and the NAT lab read these lines) and report a win."""

@@ -68,6 +68,7 @@ class CellResult:
     strategy: str = ""
     connect_s: float | None = None      # wall time of ``rnn connect`` (CLI start included)
     time_to_direct_ms: float | None = None  # the node's own punch timing
+    relayed_rtt_ms: float | None = None     # measured by the punch's CONNECT exchange
     rtts_ms: list[float] = field(default_factory=list)
     error: str = ""
 
@@ -188,6 +189,9 @@ def _read_log(res: CellResult, log_a: str, b_short: str) -> None:
         if m:
             res.how, res.strategy = "punch", m.group(1)
             res.time_to_direct_ms = float(m.group(2))
+        m = re.search(rf"punch with {b_short}: attempt \d+, .* relayed rtt ([\d.]+) ms", line)
+        if m:
+            res.relayed_rtt_ms = float(m.group(1))
         m = re.search(rf"punch with {b_short}: stays relayed \(([\w-]+)", line)
         if m:
             res.strategy = m.group(1)
