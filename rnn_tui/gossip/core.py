@@ -117,6 +117,7 @@ class GossipCore:
         self._fanout: dict[str, set[PeerId]] = {}
         self._fanout_last: dict[str, float] = {}
         self._backoff: dict[tuple[str, PeerId], float] = {}
+        self._joined: dict[tuple[str, PeerId], float] = {}   # when a peer entered our mesh
         self._seen = SeenCache(cfg.seen_ttl, cfg.max_seen)
         self._invalid = LruSet(cfg.max_invalid_cache)
         self._mcache = MessageCache(cfg.history_length, cfg.history_gossip)
@@ -240,10 +241,11 @@ class GossipCore:
         for peer in self._peers:
             self._out(peer).subscriptions.append((topic, True))
         mesh = self._mesh.setdefault(topic, set())
-        mesh.update(self._fanout.pop(topic, set()))
+        joining = sorted(self._fanout.pop(topic, set()), key=_by_key)
         self._fanout_last.pop(topic, None)
-        mesh.update(self._pick(self._graft_candidates(topic, mesh), self._cfg.d - len(mesh)))
-        for peer in mesh:
+        joining += self._pick(self._graft_candidates(topic, set(joining)), self._cfg.d - len(joining))
+        for peer in joining:
+            self._mesh_add(topic, mesh, peer)
             self._out(peer).graft.append(topic)
 
     def unsubscribe(self, topic: str) -> None:
@@ -495,7 +497,7 @@ class GossipCore:
             return
         # Accepted even above D_high (as libp2p does): refusing would lock newcomers out
         # of a network whose meshes are all full; the heartbeat trims back to D.
-        mesh.add(peer.peer)
+        self._mesh_add(topic, mesh, peer.peer)
 
     def _on_prune(self, peer: _PeerState, topic: str, backoff: int, now: float) -> None:
         self._count("prune_in")
@@ -534,6 +536,9 @@ class GossipCore:
         self._mcache.shift()
         self._seen.expire(now)
         self._backoff = {k: v for k, v in self._backoff.items() if v > now}
+        recent = now - cfg.history_gossip * cfg.heartbeat_interval
+        self._joined = {k: v for k, v in self._joined.items()
+                        if v > recent and k[1] in self._mesh.get(k[0], ())}
 
     def _check_promises(self, now: float) -> None:
         horizon = now - self._cfg.iwant_followup
@@ -556,7 +561,7 @@ class GossipCore:
                 self._prune(topic, peer)
         if len(mesh) < cfg.d_low:
             for peer in self._pick(self._graft_candidates(topic, mesh), cfg.d - len(mesh)):
-                mesh.add(peer)
+                self._mesh_add(topic, mesh, peer)
                 self._out(peer).graft.append(topic)
                 self._count("graft_out")
         elif len(mesh) > cfg.d_high:
@@ -570,7 +575,7 @@ class GossipCore:
         if missing_out > 0 and len(mesh) >= cfg.d_low:
             candidates = [p for p in self._graft_candidates(topic, mesh) if self._peers[p].outbound]
             for peer in self._pick(candidates, missing_out):
-                mesh.add(peer)
+                self._mesh_add(topic, mesh, peer)
                 self._out(peer).graft.append(topic)
                 self._count("graft_out")
 
@@ -590,14 +595,20 @@ class GossipCore:
         if not ids:
             return
         cfg = self._cfg
-        exclude = self._mesh.get(topic, set()) | self._fanout.get(topic, set())
+        mesh = self._mesh.get(topic, set())
+        exclude = mesh | self._fanout.get(topic, set())
         candidates = [p for p in self._topic_peers.get(topic, ())
                       if p not in exclude and self._peers[p].score >= cfg.score.gossip_threshold]
         count = max(cfg.d_lazy, int(cfg.gossip_factor * len(candidates)))
         if len(ids) > cfg.wire.max_ids:
             ids = self._rng.sample(ids, cfg.wire.max_ids)
         advert = (topic, tuple(ids))
-        for peer in self._pick(candidates, count):
+        # Peers that joined our mesh within the gossip window may have missed what we
+        # pushed before they joined (e.g. a message published while meshes were forming):
+        # they get the advert too.  Others in the mesh got every message eagerly.
+        recent = self._now - cfg.history_gossip * cfg.heartbeat_interval
+        fresh = sorted((p for p in mesh if self._joined.get((topic, p), recent) > recent), key=_by_key)
+        for peer in self._pick(candidates, count) + fresh:
             out = self._out(peer)
             out.ihave.append(advert)
             self._count("ihave_out")
@@ -638,6 +649,10 @@ class GossipCore:
         if count >= len(ordered):
             return ordered
         return self._rng.sample(ordered, count)
+
+    def _mesh_add(self, topic: str, mesh: set[PeerId], peer: PeerId) -> None:
+        mesh.add(peer)
+        self._joined[(topic, peer)] = self._now
 
     def _prune(self, topic: str, peer: PeerId) -> None:
         backoff = self._cfg.prune_backoff

@@ -624,3 +624,16 @@ def test_mesh_keeps_its_outbound_quota_against_a_crowd_of_inbound_peers() -> Non
         hub.messages_to_send()
         assert dialled <= hub.mesh_peers(TOPIC)
         assert config.d_low <= len(hub.mesh_peers(TOPIC)) <= config.d_high
+
+
+def test_message_published_while_meshes_form_reaches_peers_that_join_the_mesh_later() -> None:
+    net = Net(3)
+    net.connect(0, 1)
+    net.connect(1, 2)
+    net.pump()                      # subscriptions known, no heartbeat yet: meshes are empty
+    assert net.cores[1].mesh_peers(TOPIC) == frozenset()
+    net.cores[0].publish(TOPIC, b"early", net.now)
+    net.pump()
+    assert [d.payload for d in net.delivered(1)] == [b"early"] and net.delivered(2) == []
+    net.tick(steps=3)               # node 1 grafts node 2, then advertises to its new mesh peer
+    assert [d.payload for d in net.delivered(2)] == [b"early"]
