@@ -151,7 +151,8 @@ class Node:
         self._components.append(self.nat)
         self.dht = DhtNode(self.transport.endpoint.send_raw,
                            config=DhtConfig(read_only=bool(self.config["dht.read_only"])),
-                           on_external_address=self._on_dht_external_address)
+                           on_external_address=self._on_dht_external_address,
+                           on_address_reported=self.nat.observe)  # KRPC ``ip`` → NAT type
         self.transport.endpoint.dht_handler = self.dht.datagram_received
         self._components.append(_Closer(self.dht.close))
         saved = [(n.node_id, n.host, n.port) for n in await self.store.call(self.store.load_dht_nodes)]

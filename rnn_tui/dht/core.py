@@ -157,6 +157,10 @@ class DhtCore:
         self.stats = DhtStats()
         self.external_ip: str | None = None
         self._ip_votes: OrderedDict[str, str] = OrderedDict()  # reporter ip -> reported ip
+        #: (responder, the address it says it sees us at) per reply with an ``ip`` field,
+        #: for NAT detection, which needs every report and not just the agreed IP; the
+        #: driver drains it; bounded so an undrained core cannot grow
+        self.address_reports: deque[tuple[Addr, Addr]] = deque(maxlen=64)
         self._outbox: list[tuple[bytes, Addr]] = []
         self._events: deque[DhtEvent] = deque()
         self._transactions: dict[bytes, Transaction] = {}
@@ -261,6 +265,7 @@ class DhtCore:
         self.routing.heard_from(response.sender_id, addr, now, responded=True)
         if response.reported_addr is not None:
             self._vote_external(addr[0], response.reported_addr, now)
+            self.address_reports.append((addr, response.reported_addr))
         self._dispatch(txn, response, None, now)
 
     def _on_error(self, error: ErrorReply, addr: Addr, now: float) -> None:

@@ -52,7 +52,8 @@ class DhtNode:
                  rng: random.Random | None = None, node_id: bytes | None = None,
                  timeout: float = 30.0,
                  on_external_address: Callable[[str, int], None] | None = None,
-                 on_node_id_changed: Callable[[bytes, bytes], None] | None = None) -> None:
+                 on_node_id_changed: Callable[[bytes, bytes], None] | None = None,
+                 on_address_reported: Callable[[Addr, Addr], None] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._send = send
         self.core = DhtCore(rng or random.SystemRandom(), self._loop.time(), config, node_id)
@@ -63,6 +64,8 @@ class DhtNode:
         self._closed = False
         self.on_external_address = on_external_address
         self.on_node_id_changed = on_node_id_changed
+        #: ``fn(responder, reported)`` for each reply's KRPC ``ip`` field (NAT detection)
+        self.on_address_reported = on_address_reported
 
     # ------------------------------------------------------------ plumbing
 
@@ -82,6 +85,11 @@ class DhtNode:
                 self._send(data, addr)
             except OSError as exc:  # unreachable host, buffer full: the query will time out
                 log.debug("dht: send to %s failed: %s", addr, exc)
+        reports = self.core.address_reports
+        while reports:
+            responder, reported = reports.popleft()
+            if self.on_address_reported is not None:
+                self.on_address_reported(responder, reported)
         while (event := self.core.next_event()) is not None:
             if isinstance(event, OperationCompleted):
                 future = self._futures.pop(event.op_id, None)
