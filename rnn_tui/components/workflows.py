@@ -20,7 +20,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import re
 import time
 from collections.abc import AsyncIterator
@@ -60,9 +59,7 @@ RESTART_REASON = ("the requester node restarted while the run was in flight; its
 
 
 def _heartbeat_s(node: Node) -> float:
-    value = os.environ.get("RNN_WORKFLOW_HEARTBEAT_S") or node.config.values.get(
-        "workflow.heartbeat_s") or 5.0
-    return max(0.1, float(value))
+    return float(node.config["workflow.heartbeat_s"])  # also RNN_WORKFLOW_HEARTBEAT_S
 
 
 class _StorePersistence:
