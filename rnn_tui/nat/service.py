@@ -33,7 +33,7 @@ from rnn_tui.nat.detect import (
     NatTypeChanged,
 )
 from rnn_tui.nat.model import Addr, NatType, PathType, check_addr
-from rnn_tui.nat.punch_core import PunchConfig, PunchEvent, PunchStarted
+from rnn_tui.nat.punch_core import PunchConfig, PunchEvent, PunchStarted, PunchSucceeded
 from rnn_tui.nat.punch_driver import HolePuncher, PunchOutcome
 from rnn_tui.nat.relay_core import RelayLimits
 from rnn_tui.nat.relay_driver import RelayClient, RelayRefused, RelayService
@@ -301,7 +301,9 @@ class NatService:
 
     @staticmethod
     def _punch_event(peer: PeerId, ev: PunchEvent) -> None:
-        if isinstance(ev, PunchStarted) and ev.rtt is not None:
+        # A probe can win before our own probing starts (PunchStarted never comes), so
+        # the relayed RTT is logged from whichever of the two events carries it.
+        if isinstance(ev, PunchStarted | PunchSucceeded) and ev.rtt is not None:
             log.info("punch with %s: attempt %d, %s, relayed rtt %.1f ms", peer.short,
                      ev.attempt, ev.strategy.value, ev.rtt * 1000)
 
