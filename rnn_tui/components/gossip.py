@@ -37,6 +37,10 @@ class GossipComponent:
         self.core = GossipCore(identity, random.Random())
         self.driver = GossipDriver(self.core, transport_sender(transport))
         self._handlers: dict[str, list[Handler]] = {}
+        # Lazy repair can hand us an author's older message after a newer one; every topic
+        # here carries state that replaces the previous (a whole catalog, the latest
+        # metadata), so anything not newer than what we applied is dropped.
+        self._last_seq: dict[tuple[str, PeerId], int] = {}
         attach_to_transport(transport, self.driver)
         self.driver.add_listener(self._on_event)
 
@@ -65,6 +69,14 @@ class GossipComponent:
     def _on_event(self, event: GossipEvent) -> None:
         if not isinstance(event, MessageDelivered):
             return
+        key = (event.topic, event.author)
+        if event.seq <= self._last_seq.get(key, -1):
+            log.debug("gossip: older message %d from %s on %s ignored", event.seq,
+                      event.author.short, event.topic)
+            return
+        if len(self._last_seq) > 100_000:
+            self._last_seq.clear()
+        self._last_seq[key] = event.seq
         try:
             document = json.loads(event.payload)
         except ValueError:

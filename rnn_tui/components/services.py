@@ -8,6 +8,7 @@ with a clear error naming the engine.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ from rnn_tui.services.remote import RemoteCatalogCache
 from rnn_tui.services.runtime import DockerRuntime
 from rnn_tui.store import Store
 from rnn_tui.store.service_repository import StoreServiceRepository
-from rnn_tui.transport.manager import Transport
+from rnn_tui.transport.manager import PeerConnected, Transport
 from rnn_tui.util.tasks import TaskManager
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class ServicesComponent:
         self._on_change: list[Any] = []
         if gossip is not None:
             gossip.on(TOPIC_SERVICES, self._on_announcement)
+            transport.add_listener(self._on_transport_event)
 
     async def start(self) -> None:
         await self._refresh_names()
@@ -127,6 +129,15 @@ class ServicesComponent:
                 continue
             services.append(service)
         self.cache.update(author, services, time.time())
+
+    def _on_transport_event(self, event: Any) -> None:
+        """A new peer missed our earlier announcements: announce again, debounced."""
+        if isinstance(event, PeerConnected) and not self.tasks.closed:
+            self.tasks.spawn("announce-on-connect", self._announce_soon(), replace=True)
+
+    async def _announce_soon(self) -> None:
+        await asyncio.sleep(2.0)  # let the gossip mesh take the new peer in first
+        await self.announce()
 
     def _announcing(self, handler: Any) -> Any:
         async def wrapped(params: dict[str, Any]) -> Any:
