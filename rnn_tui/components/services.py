@@ -42,6 +42,7 @@ def executor_policy(config: Config) -> ExecutorPolicy:
         max_pids=int(config["executor.max_pids"]),
         max_timeout_s=int(config["executor.job_timeout"]),
         allow_network=bool(config["executor.allow_network"]),
+        max_concurrent_jobs=int(config["executor.max_concurrent_jobs"]),
         allow_command_override=bool(config["executor.allow_command_override"]),
     )
 

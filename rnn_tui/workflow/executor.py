@@ -331,6 +331,9 @@ class ExecutorService:
             stdin=stdin_path if stdin_path.is_file() else None,
             command=req.args or None, env=dict(req.env),
             timeout_s=None if req.timeout_s is None else max(1, math.ceil(req.timeout_s)),
+            # engine logs (timestamped, json-file driver) only when a route ships LOGS: that
+            # driver throttles small lines, so it stays off for every other job
+            engine_logs=any(r.source == "LOGS" for r in held.routes),
             on_output=lambda chunk: self._forward_output(held, chunk))
         try:
             result = await self.runtime.run(request)
