@@ -80,6 +80,7 @@ class CellResult:
 @dataclass
 class RoundResult:
     nat_types: dict[str, str] = field(default_factory=dict)  # role -> ``rnn status`` nat_type
+    to_public: dict[str, str] = field(default_factory=dict)  # role -> path it lists to pub0
     cells: list[CellResult] = field(default_factory=list)
     error: str = ""
     logs: dict[str, str] = field(default_factory=dict)
@@ -154,6 +155,8 @@ def run_round(workdir: Path, cells: list[Cell], pings: int = 5) -> RoundResult:
                 st = _wait(lambda n=nodes[role], w=want: _natted_ready(n, w), 60,
                            f"{role} to detect NAT type {want} and reserve a relay")
                 rnd.nat_types[role] = str(st["nat_type"])
+                entry = _peer_entry(nodes[role], ids["pub0"])  # every NAT type dials out
+                rnd.to_public[role] = str(entry["path"]) if entry else "not connected"
             for cell in cells:
                 rnd.cells.append(_run_cell(cell, nodes[cell.a], nodes[cell.b], ids[cell.a],
                                            ids[cell.b], pings))
