@@ -26,7 +26,11 @@ from rnn_tui.identity import Identity
 
 lt = pytest.importorskip("libtorrent")
 
-pytestmark = [pytest.mark.integration, pytest.mark.interop]
+# libtorrent is an independent process-in-process peer with its own timers and flood
+# protection; on the shared 2-core machine one read in ~20 runs missed its deadline (our
+# second put, seq 2, not yet visible to libtorrent).  Retried twice: a real interop break
+# fails every try.
+pytestmark = [pytest.mark.integration, pytest.mark.interop, pytest.mark.flaky(reruns=2)]
 
 DEADLINE = 30.0
 
