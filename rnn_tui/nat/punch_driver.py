@@ -288,7 +288,10 @@ class HolePuncher:
     def _open_aux(self, session: _Session, via: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.setblocking(False)
-        sock.bind(("0.0.0.0", 0))
+        # Birthday sockets listen where the node listens: a node bound to one address
+        # never opens extra ports on its other interfaces.
+        host = self.transport.endpoint.local_addr[0]
+        sock.bind(("0.0.0.0" if ":" in host or host in ("", "::") else host, 0))
         session.aux[via] = sock
         self._loop.add_reader(sock.fileno(), self._on_aux_readable, session, via)
         return sock
