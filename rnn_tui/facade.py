@@ -45,10 +45,6 @@ EVENT_TYPES = (NodeStatusChanged, PeerUpdated, PeerRemoved, ServiceUpdated, Serv
                WorkflowSaved, WorkflowDeleted, RunUpdated, NodeFailed)
 
 
-def peer_info(state: Any) -> PeerInfo:
-    return state.to_info()  # type: ignore[no-any-return]
-
-
 class NodeFacadeImpl:
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -92,7 +88,7 @@ class NodeFacadeImpl:
             return []
         states = sorted(self.node.peers.peers.values(),
                         key=lambda s: (not s.connected, -(s.last_seen or 0)))
-        return [peer_info(s) for s in states]
+        return [s.to_info() for s in states]
 
     async def describe_peer(self, peer_id: str) -> PeerDetail:
         pid = _peer_id(peer_id)
@@ -107,7 +103,7 @@ class NodeFacadeImpl:
         workflows = getattr(self.node, "workflows", None)
         if workflows is not None and hasattr(workflows, "receipts_with"):
             receipts = tuple(await workflows.receipts_with(peer_id))
-        return PeerDetail(peer_info(state), rows, receipts)
+        return PeerDetail(state.to_info(), rows, receipts)
 
     async def services(self) -> list[ServiceInfo]:
         comp = self.node.services
@@ -138,7 +134,7 @@ class NodeFacadeImpl:
         if self.node.peers is None:
             raise RnnError("the node's network is not started")
         state = await self.node.peers.connect(target)
-        info = peer_info(state)
+        info = state.to_info()
         self.node.events.publish(PeerUpdated(info))
         return info
 
