@@ -43,6 +43,7 @@ __all__ = [
     "Limits",
     "RetryPolicy",
     "Position",
+    "MAX_POSITION",
     "Job",
     "Connection",
     "Workflow",
@@ -208,12 +209,31 @@ class RetryPolicy:
             raise ValueError("retry.backoff_s must not be negative")
 
 
+MAX_POSITION = 4096
+"""Largest layout-hint coordinate, in character cells: the editor allocates its canvas up to
+the farthest box, so an absurd hint must not cost gigabytes."""
+
+
 @dataclass(frozen=True, slots=True)
 class Position:
-    """An editor layout hint: where the node-graph editor drew this job."""
+    """An editor layout hint: the top-left cell where the node-graph editor draws this job.
 
-    x: float
-    y: float
+    Optional and advisory: execution ignores it, and the editor falls back to its automatic
+    layered layout for jobs without one.  Kept per job (not in a workflow-level map) so a
+    hint can never name a job that does not exist, and renaming a job keeps its place.
+    Integer cells, because the editor draws on a character grid.
+    """
+
+    x: int
+    y: int
+
+    def __post_init__(self) -> None:
+        for axis, value in (("x", self.x), ("y", self.y)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"position.{axis} must be an integer, not {value!r}")
+            if not 0 <= value <= MAX_POSITION:
+                raise ValueError(f"position.{axis} must be between 0 and {MAX_POSITION}, "
+                                 f"not {value}")
 
 
 @dataclass(frozen=True, slots=True)

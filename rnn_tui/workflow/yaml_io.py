@@ -47,6 +47,7 @@ from rnn_tui.workflow.model import (
     Connection,
     Job,
     Limits,
+    MAX_POSITION,
     MountDirection,
     MountSpec,
     PortRef,
@@ -313,8 +314,14 @@ class _Reader:
         keys = self.mapping(node, f"{where}: position", _POSITION_KEYS, (*path, "position"))
         if set(keys) != set(_POSITION_KEYS):
             raise self.fail(node, f"{where}: position needs both x and y")
-        return Position(self.number(keys["x"], f"{where}: position.x", float, float("-inf")),
-                        self.number(keys["y"], f"{where}: position.y", float, float("-inf")))
+        coords = []
+        for axis in _POSITION_KEYS:
+            value = self.number(keys[axis], f"{where}: position.{axis}", int, 0)
+            if value > MAX_POSITION:
+                raise self.fail(keys[axis], f"{where}: position.{axis} must be at most "
+                                            f"{MAX_POSITION}, not {value}")
+            coords.append(value)
+        return Position(coords[0], coords[1])
 
     def connection(self, node: yaml.Node, index: int) -> Connection:
         path: SourcePath = ("connections", index)

@@ -48,6 +48,10 @@ def test_examples_match_schema(validator: Any, path: Path) -> None:
         "name: x\njobs: []\nconnections:\n  - {from: a.NOPE, to: self}\n",
         "name: x\njobs: []\nconnections:\n  - {from: a.STDOUT}\n",
         "jobs: []\n",
+        "name: x\njobs:\n  - {name: a, service: s, position: {x: -1, y: 0}}\n",
+        "name: x\njobs:\n  - {name: a, service: s, position: {x: 1.5, y: 0}}\n",
+        "name: x\njobs:\n  - {name: a, service: s, position: {x: 1}}\n",
+        "name: x\njobs:\n  - {name: a, service: s, position: {x: 5000, y: 0}}\n",
     ],
 )
 def test_schema_and_reader_refuse_the_same_shapes(validator: Any, text: str) -> None:

@@ -88,7 +88,17 @@ def test_good_file_loads_with_marks() -> None:
         ("name: x\njobs:\n  - {name: a, service: s, timeout_s: .nan}\n", 3, 38,
          "must be a finite number"),
         ("name: x\njobs:\n  - {name: a, service: s, position: {x: .inf, y: 0}}\n", 3, 41,
-         "must be a finite number"),
+         "position.x must be an integer"),
+        ("name: x\njobs:\n  - {name: a, service: s, position: {x: 2.5, y: 0}}\n", 3, 41,
+         "position.x must be an integer"),
+        ("name: x\njobs:\n  - {name: a, service: s, position: {x: 1, y: -3}}\n", 3, 47,
+         "position.y must be at least 0"),
+        ("name: x\njobs:\n  - {name: a, service: s, position: {x: 5000, y: 0}}\n", 3, 41,
+         "position.x must be at most 4096"),
+        ("name: x\njobs:\n  - {name: a, service: s, position: {x: 1}}\n", 3, 37,
+         "position needs both x and y"),
+        ("name: x\njobs:\n  - {name: a, service: s, position: {x: 1, y: 2, z: 3}}\n", 3, 50,
+         "unknown key 'z'"),
         ("name: x\njobs:\n  - {name: a, service: s, limits: {pids: 99999999999999999999}}\n",
          3, 42, "must be at most"),
         ("name: x\njobs:\n  - {name: a, service: s, env: {? [k] : v}}\n", 3, 35,
@@ -140,7 +150,7 @@ def workflows(draw: st.DrawFn) -> Workflow:
             limits=draw(st.sampled_from([None, Limits(), Limits(500, 64, 16)])),
             timeout_s=draw(st.sampled_from([None, 0.5, 60.0])),
             retry=draw(st.sampled_from([RetryPolicy(), RetryPolicy(3, True, 1.5)])),
-            position=draw(st.sampled_from([None, Position(1.0, -2.5)])),
+            position=draw(st.sampled_from([None, Position(1, 25)])),
         ))
     conns = []
     for _ in range(draw(st.integers(0, 4))):
