@@ -42,12 +42,12 @@ import yaml
 
 from rnn_tui.identity.keys import PeerId
 from rnn_tui.workflow.model import (
+    MAX_POSITION,
     NAME_PATTERN,
     SELF,
     Connection,
     Job,
     Limits,
-    MAX_POSITION,
     MountDirection,
     MountSpec,
     PortRef,

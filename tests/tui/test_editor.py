@@ -338,3 +338,70 @@ async def test_mouse_selects_boxes_and_completes_a_connection(demo_app) -> None:
         await settle(pilot)
         assert any(str(c) == "model.STDERR -> report.MOUNT:/data/in as model.stderr"
                    for c in graph.workflow.connections), [str(c) for c in graph.workflow.connections]
+
+
+async def test_move_mode_records_layout_hints_that_export_and_reload(demo_app, tmp_path: Path) -> None:
+    app, _ = demo_app
+    target = tmp_path / "moved.yaml"
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_pollinators(pilot)
+        graph = screen.graph
+        assert all(j.position is None for j in graph.workflow.jobs)
+        drawn = {n: (r.x, r.y) for n, r in graph.graph_layout.boxes.items()}
+        graph.select_job("model")
+        await pilot.press("m")
+        await settle(pilot)
+        # the first move pins every job where it was drawn: nothing jumps
+        assert all(j.position is not None for j in graph.workflow.jobs)
+        assert {n: (r.x, r.y) for n, r in graph.graph_layout.boxes.items()} == drawn
+        start = graph.workflow.job("model").position
+        await pilot.press("right", "right", "down", "shift+right")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert graph.moving is None
+        moved = graph.workflow.job("model").position
+        assert (moved.x, moved.y) == (start.x + 6, start.y + 1)
+        assert graph.graph_layout.boxes["model"].x == drawn["model"][0] + 6
+        assert "placed model" in status_text(screen)
+        assert f"position: {{x: {moved.x}, y: {moved.y}}}" in screen.yaml_area.text \
+            or f"x: {moved.x}" in screen.yaml_area.text
+        # arrows navigate again once placed
+        await pilot.press("left")
+        assert graph.selection.job != "model"
+        # export and load: the hints survive the round trip
+        await pilot.press("ctrl+e")
+        await settle(pilot)
+        app.screen.query_one("#prompt").value = str(target)
+        await pilot.press("enter")
+        await settle(pilot, 0.1)
+        reloaded = load_workflow(target.read_text()).workflow
+        assert reloaded == graph.workflow
+        assert reloaded.job("model").position == moved
+
+
+async def test_move_cancel_and_auto_layout(demo_app) -> None:
+    app, _ = demo_app
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_pollinators(pilot)
+        graph = screen.graph
+        original = graph.workflow
+        graph.select_job("fetch")
+        await pilot.press("m", "down", "down")
+        await settle(pilot)
+        assert graph.workflow != original
+        await pilot.press("escape")  # puts it back, does not leave the editor
+        await settle(pilot)
+        assert app.screen is screen and graph.moving is None
+        assert graph.workflow == original
+        await pilot.press("m", "right", "enter")
+        await settle(pilot)
+        assert any(j.position is not None for j in graph.workflow.jobs)
+        await pilot.press("o")
+        await settle(pilot)
+        assert all(j.position is None for j in graph.workflow.jobs)
+        assert "position" not in screen.yaml_area.text
+        # compact view refuses moving, with the reason
+        await pilot.press("z", "m")
+        await settle(pilot)
+        assert graph.moving is None
+        assert "compact" in status_text(screen)

@@ -105,3 +105,37 @@ def test_two_hundred_jobs_lay_out_and_draw() -> None:
     canvas = draw_layout(layout, selected="j100")
     assert len(layout.boxes) == 200
     assert canvas.row_runs(layout.boxes["j100"].y)
+
+
+def test_hints_place_boxes_exactly_and_others_go_below() -> None:
+    from rnn_tui.tui.widgets.workflow.layout import HINT_ORIGIN, hint_for
+
+    boxes, edges = chain(3)
+    layout = layout_graph(boxes, edges, hints={"j2": (0, 0), "j0": (60, 3), "ghost": (5, 5)})
+    assert (layout.boxes["j2"].x, layout.boxes["j2"].y) == HINT_ORIGIN
+    assert (layout.boxes["j0"].x - HINT_ORIGIN[0], layout.boxes["j0"].y - HINT_ORIGIN[1]) == (60, 3)
+    assert hint_for(layout.boxes["j0"]) == (60, 3)
+    lowest_hinted = max(layout.boxes["j0"].bottom, layout.boxes["j2"].bottom)
+    assert layout.boxes["j1"].y > lowest_hinted  # unhinted: automatic place, below
+    assert "ghost" not in layout.boxes
+    # every edge still starts at its output port and ends beside its input port
+    for placed in layout.edges:
+        e = placed.edge
+        sx, sy = layout.ports[(e.src, "out", e.src_port)]
+        tx, ty = layout.ports[(e.dst, "in", e.dst_port)]
+        assert placed.points[0] == (sx + 1, sy) and placed.points[-1] == (tx - 1, ty)
+        for (ax, ay), (bx, by) in zip(placed.points, placed.points[1:], strict=False):
+            assert ax == bx or ay == by
+        assert min(x for x, _ in placed.points) >= 0
+    text = draw_layout(layout).text()
+    assert text.count("▶") == 2 and "j0" in text and "j2" in text
+    assert layout.width >= max(r.right for r in layout.boxes.values()) + 1
+
+
+def test_no_hints_or_compact_mode_keep_the_automatic_layout() -> None:
+    boxes, edges = chain(3)
+    auto = layout_graph(boxes, edges)
+    assert layout_graph(boxes, edges, hints={}).boxes == auto.boxes
+    assert layout_graph(boxes, edges, hints={"nope": (3, 3)}).boxes == auto.boxes
+    compact = layout_graph(boxes, edges, compact=True)
+    assert layout_graph(boxes, edges, compact=True, hints={"j0": (50, 50)}).boxes == compact.boxes

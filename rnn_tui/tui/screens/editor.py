@@ -397,6 +397,9 @@ class EditorScreen(Screen[None]):
         if self.graph.pending is not None:
             self.graph.action_cancel_pending()
             return
+        if self.graph.moving is not None:
+            self.graph.cancel_move()
+            return
         if (not self.readonly and self.saved_text is not None
                 and self.yaml_area.text != self.saved_text):
             ok = await self.app.push_screen_wait(ConfirmScreen(

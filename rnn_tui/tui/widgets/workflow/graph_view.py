@@ -7,6 +7,11 @@ shift+tab walk the selected job's ports; ``c`` on an output port starts a connec
 port's connections), ``z`` fit (compact boxes), ``shift+arrows`` pan.  Mouse: click a box to
 select it, click a port to select it (and complete a pending connection).
 
+Moving boxes: ``m`` starts moving the selected job; arrows move it one cell (shift+arrows
+four), Enter or ``m`` places it, Esc puts it back.  The first move pins every job where it
+is drawn, so the rest of the picture does not jump; the places become the jobs' ``position``
+hints and are saved with the workflow.  ``o`` drops all hints (automatic layout again).
+
 "Attributes down, messages up": the screen sets ``workflow``/``services``/``run``; every
 edit posts ``GraphView.Changed`` with the new workflow, and the screen decides what else
 follows (YAML text, validation, saving).  Edits that need input from the user (service to
@@ -16,7 +21,7 @@ add, new name, parameters) post ``GraphView.Request`` so the screen owns the mod
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rich.segment import Segment
 from rich.style import Style
@@ -28,11 +33,11 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from rnn_tui.api import RunInfo, ServiceInfo
-from rnn_tui.workflow.model import JOB_IN_PROGRESS, JobStatus, Workflow
+from rnn_tui.workflow.model import JOB_IN_PROGRESS, MAX_POSITION, JobStatus, Position, Workflow
 
 from . import editing
 from .canvas import Canvas, draw_layout
-from .layout import Layout, layout_graph
+from .layout import Layout, hint_for, layout_graph
 
 __all__ = ["GraphView"]
 
@@ -74,6 +79,8 @@ class GraphView(ScrollView, can_focus=True):
         Binding("e", "request('params')", "Params"),
         Binding("x,delete", "request('delete')", "Delete"),
         Binding("z", "toggle_compact", "Fit/zoom"),
+        Binding("m", "move_mode", "Move"),
+        Binding("o", "auto_layout", "Auto-layout", show=False),
     ]
 
     class Changed(Message):
@@ -118,6 +125,7 @@ class GraphView(ScrollView, can_focus=True):
         self.compact = False
         self.selection = Selection(workflow.jobs[0].name if workflow.jobs else None)
         self.pending: tuple[str, str] | None = None  # (job, output port)
+        self.moving: Workflow | None = None  # while moving a box: the workflow before it
         self.graph_layout: Layout = Layout()
         self.canvas: Canvas = Canvas(1, 1)
         self._styles: dict[str, Style] = {}
@@ -142,7 +150,9 @@ class GraphView(ScrollView, can_focus=True):
 
     def _relayout(self) -> None:
         boxes, edges = editing.to_specs(self.workflow, self.services)
-        self.graph_layout = layout_graph(boxes, edges, compact=self.compact)
+        hints = {j.name: (j.position.x, j.position.y) for j in self.workflow.jobs
+                 if j.position is not None}
+        self.graph_layout = layout_graph(boxes, edges, compact=self.compact, hints=hints)
         self._redraw()
 
     def _redraw(self) -> None:
@@ -230,6 +240,9 @@ class GraphView(ScrollView, can_focus=True):
                                   animate=False, force=True)
 
     def action_move(self, dx: int, dy: int) -> None:
+        if self.moving is not None:
+            self._nudge(dx, dy)
+            return
         layers = self.graph_layout.layers
         if not layers:
             return
@@ -280,6 +293,9 @@ class GraphView(ScrollView, can_focus=True):
         self._select(Selection(job))
 
     def action_pan(self, dx: int, dy: int) -> None:
+        if self.moving is not None:
+            self._nudge((dx > 0) - (dx < 0), (dy > 0) - (dy < 0), 4)
+            return
         self.scroll_to(self.scroll_x + dx, self.scroll_y + dy, animate=False)
 
     def action_toggle_compact(self) -> None:
@@ -287,7 +303,7 @@ class GraphView(ScrollView, can_focus=True):
         self._relayout()
         self.scroll_to(0, 0, animate=False)
 
-    EDIT_ACTIONS = frozenset({"request", "connect"})
+    EDIT_ACTIONS = frozenset({"request", "connect", "move_mode", "auto_layout"})
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if self.readonly and action in self.EDIT_ACTIONS:
@@ -345,6 +361,79 @@ class GraphView(ScrollView, can_focus=True):
         self.post_message(self.Changed(self, workflow, what))
         self.post_message(self.Status(self, what))
 
+    # --- moving boxes (layout hints) -----------------------------------------------------
+    def action_move_mode(self) -> None:
+        """Start moving the selected job's box, or place it when already moving."""
+        if self.moving is not None:
+            self.finish_move()
+            return
+        if self._refuse_readonly():
+            return
+        job = self.selection.job
+        if job is None:
+            self.post_message(self.Status(self, "select a job to move first", True))
+            return
+        if self.compact:
+            self.post_message(self.Status(
+                self, "boxes cannot be moved in the compact view: press z first", True))
+            return
+        before = self.workflow
+        pinned = self.workflow
+        for j in self.workflow.jobs:  # pin every box where it is drawn now
+            if j.position is None and j.name in self.graph_layout.boxes:
+                x, y = hint_for(self.graph_layout.boxes[j.name])
+                pinned = pinned.with_job(replace(j, position=Position(x, y)))
+        if pinned != self.workflow:
+            self.set_workflow(pinned)
+            self.post_message(self.Changed(self, pinned, "pinned the layout"))
+        self.moving = before
+        self.post_message(self.Status(
+            self, f"moving {job}: arrows move it (shift+arrows by 4), Enter or m places it, "
+            "Esc puts it back"))
+
+    def _nudge(self, dx: int, dy: int, step: int = 1) -> None:
+        job = self.workflow.job(self.selection.job) if self.selection.job in \
+            self.workflow.job_names else None
+        if job is None or job.position is None:
+            return
+        x = max(0, min(MAX_POSITION, job.position.x + dx * step))
+        y = max(0, min(MAX_POSITION, job.position.y + dy * step))
+        if (x, y) == (job.position.x, job.position.y):
+            return
+        workflow = self.workflow.with_job(replace(job, position=Position(x, y)))
+        self.set_workflow(workflow)
+        self.post_message(self.Changed(self, workflow, f"moved {job.name} to ({x}, {y})"))
+        self.post_message(self.Status(self, f"moving {job.name}: at ({x}, {y}) — Enter or m "
+                                      "places it, Esc puts it back"))
+        self._scroll_to_selection()
+
+    def finish_move(self) -> None:
+        if self.moving is None:
+            return
+        self.moving = None
+        job = self.selection.job
+        pos = self.workflow.job(job).position if job in self.workflow.job_names else None
+        where = f" at ({pos.x}, {pos.y})" if pos is not None else ""
+        self.post_message(self.Status(self, f"placed {job}{where}"))
+
+    def cancel_move(self) -> None:
+        """Esc while moving: back to the workflow as it was before the move started."""
+        if self.moving is None:
+            return
+        before, self.moving = self.moving, None
+        self.apply(before, "move cancelled")
+
+    def action_auto_layout(self) -> None:
+        if self._refuse_readonly():
+            return
+        self.moving = None
+        if all(j.position is None for j in self.workflow.jobs):
+            self.post_message(self.Status(self, "already laid out automatically"))
+            return
+        workflow = replace(self.workflow, jobs=tuple(replace(j, position=None)
+                                                      for j in self.workflow.jobs))
+        self.apply(workflow, "layout hints removed: automatic layout")
+
     def action_cancel_pending(self) -> None:
         if self.pending is not None:
             self.pending = None
@@ -352,6 +441,9 @@ class GraphView(ScrollView, can_focus=True):
             self.post_message(self.Status(self, "connection cancelled"))
 
     def action_enter(self) -> None:
+        if self.moving is not None:
+            self.finish_move()
+            return
         sel = self.selection
         if self.run is not None and sel.job is not None:
             self.post_message(self.OpenLogs(self, sel.job))

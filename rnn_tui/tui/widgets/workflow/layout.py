@@ -12,6 +12,13 @@ orthogonal edges that never run through a box.  The recipe:
 4. boxes are stacked per layer; every edge gets its own vertical channel column in each
    gap it crosses, so vertical segments never overlap.
 
+Layout hints: a job may carry a ``position`` (the top-left cell of its box, saved in the
+workflow's YAML).  When any job has one, hinted boxes go exactly there, the others keep
+their automatic place below the hinted ones, and edges are routed point to point (a
+channel right of the source, or around the boxes when the target is to the left).  The
+operator chose the places, so we do not second-guess them; boxes may then overlap edges.
+Compact mode ("fit") ignores hints: it is for seeing the whole graph at once.
+
 Pure: no textual, no IO.  ``layout_graph`` returns geometry; ``canvas.py`` draws it.
 """
 
@@ -19,16 +26,20 @@ from __future__ import annotations
 
 import heapq
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import networkx as nx
 
-__all__ = ["BoxSpec", "EdgeSpec", "Rect", "PlacedEdge", "Layout", "layout_graph", "box_size"]
+__all__ = ["BoxSpec", "EdgeSpec", "Rect", "PlacedEdge", "Layout", "layout_graph", "box_size",
+           "hint_for", "HINT_ORIGIN"]
 
 BOX_GAP_Y = 1  # blank rows between stacked boxes
 GAP_MIN_X = 6  # minimum columns between layers
 MARGIN = 1
+HINT_ORIGIN = (MARGIN, MARGIN)
+"""Canvas cell of hint (0, 0): where the automatic layout starts too, so pinning moves nothing.
+An edge coming around into a box at x = 0 then arrives from below, in column 0."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,12 +174,72 @@ def _order_layers(layers: list[list[str]], preds: dict[str, list[str]],
 
 
 def layout_graph(boxes: Sequence[BoxSpec], edges: Sequence[EdgeSpec],
-                 compact: bool = False) -> Layout:
+                 compact: bool = False,
+                 hints: Mapping[str, tuple[int, int]] | None = None) -> Layout:
     """Place ``boxes`` in layers and route ``edges`` orthogonally.
 
     Edges naming unknown nodes or ports are ignored (validation reports them); a cycle is
     broken by ignoring the edges that close it, so a half-edited graph still draws.
+    ``hints`` maps a node id to the (x, y) cell of its box's top-left corner (see module
+    docstring); hints for unknown nodes are ignored.
     """
+    auto = _layered(boxes, edges, compact)
+    placed = {n: xy for n, xy in (hints or {}).items() if n in auto.boxes}
+    if compact or not placed:
+        return auto
+    return _with_hints(auto, placed)
+
+
+def hint_for(rect: Rect) -> tuple[int, int]:
+    """The hint that puts a box where ``rect`` is (the inverse of the hinted placement)."""
+    return max(rect.x - HINT_ORIGIN[0], 0), max(rect.y - HINT_ORIGIN[1], 0)
+
+
+def _with_hints(auto: Layout, hints: Mapping[str, tuple[int, int]]) -> Layout:
+    """``auto`` with hinted boxes moved to their hints and every edge routed again."""
+    result = Layout(specs=auto.specs, layers=auto.layers)
+    bottom = max(hints[n][1] + HINT_ORIGIN[1] + auto.boxes[n].height for n in hints)
+    shift = bottom + BOX_GAP_Y - MARGIN  # unhinted boxes go below the hinted ones
+    for n, rect in auto.boxes.items():
+        if n in hints:
+            x, y = hints[n]
+            result.boxes[n] = Rect(x + HINT_ORIGIN[0], y + HINT_ORIGIN[1], rect.width,
+                                   rect.height)
+        else:
+            result.boxes[n] = Rect(rect.x, rect.y + shift, rect.width, rect.height)
+        for (side, port), row in _port_rows(auto.specs[n], result.boxes[n], False).items():
+            px = result.boxes[n].x if side == "in" else result.boxes[n].right
+            result.ports[(n, side, port)] = (px, row)
+    fanout: dict[str, int] = defaultdict(int)
+    for placed in sorted(auto.edges, key=lambda p: result.ports[
+            (p.edge.dst, "in", p.edge.dst_port)][1]):
+        e = placed.edge
+        sx, sy = result.ports[(e.src, "out", e.src_port)]
+        tx, ty = result.ports[(e.dst, "in", e.dst_port)]
+        k = fanout[e.src]
+        fanout[e.src] += 1
+        if tx - sx >= 4:  # target to the right: one channel column between them
+            cx = min(sx + 2 + 2 * k, tx - 2)
+            pts = [(sx + 1, sy), (cx, sy), (cx, ty), (tx - 1, ty)]
+        else:  # target to the left (or overlapping): around, below both boxes
+            below = max(result.boxes[e.src].bottom, result.boxes[e.dst].bottom) + 1 + k
+            c1 = sx + 2 + 2 * k
+            c2 = max(tx - 2, 0)
+            pts = [(sx + 1, sy), (c1, sy), (c1, below), (c2, below), (c2, ty), (tx - 1, ty)]
+        result.edges.append(PlacedEdge(e, tuple(_dedupe(pts))))
+    xs = [r.right for r in result.boxes.values()]
+    xs.extend(result.boxes[n].right + 6 for n, spec in auto.specs.items() if spec.to_self)
+    ys = [r.bottom for r in result.boxes.values()]
+    for placed in result.edges:
+        xs.extend(x for x, _ in placed.points)
+        ys.extend(y for _, y in placed.points)
+    result.width = max(xs) + 1 + MARGIN
+    result.height = max(ys) + 1 + MARGIN
+    return result
+
+
+def _layered(boxes: Sequence[BoxSpec], edges: Sequence[EdgeSpec], compact: bool) -> Layout:
+    """The automatic layered layout (see module docstring)."""
     specs = {b.node_id: b for b in boxes}
     graph: nx.DiGraph[str] = nx.DiGraph()
     graph.add_nodes_from(specs)
