@@ -1,10 +1,14 @@
 """Add-service wizard: pick a source (image, Git, Dockerfile), inspect, review interfaces.
 
 Why two steps: detection is a heuristic (VOLUME and WORKDIR become mounts), so the operator
-sees what was detected, and why, before the service is offered to the network.
+sees what was detected, and why, and corrects it (add, remove, edit interfaces in the
+``InterfaceEditor``) before the service is offered to the network.  "Add service" refuses
+an invalid list and says which row and field are wrong.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from rich.text import Text
 from textual import on, work
@@ -16,6 +20,7 @@ from textual.widgets import Button, Input, Label, Select, Static
 
 from rnn_tui.api import ServiceDraft, ServiceSource, SourceKind, interface_key
 from rnn_tui.errors import RnnError
+from rnn_tui.tui.widgets.interfaces import InterfaceEditor
 
 __all__ = ["ServiceWizardScreen"]
 
@@ -29,7 +34,7 @@ _HINTS = {
 class ServiceWizardScreen(ModalScreen[ServiceDraft | None]):
     DEFAULT_CSS = """
     ServiceWizardScreen { align: center middle; background: $background 60%; }
-    ServiceWizardScreen > Vertical { width: 80%; max-width: 100; height: auto;
+    ServiceWizardScreen > Vertical { width: 90%; max-width: 120; height: auto; max-height: 100%;
         border: thick $primary; background: $surface; padding: 1 2; }
     ServiceWizardScreen .title { text-style: bold; margin-bottom: 1; }
     ServiceWizardScreen #review { height: auto; margin-top: 1; }
@@ -49,10 +54,14 @@ class ServiceWizardScreen(ModalScreen[ServiceDraft | None]):
                          allow_blank=False, id="wizard-kind")
             yield Input(placeholder=_HINTS[SourceKind.IMAGE], id="wizard-ref")
             yield Static("", id="review")
+            yield InterfaceEditor(id="iface-editor")
             with Horizontal():
                 yield Button("Cancel", id="cancel")
                 yield Button("Inspect", id="inspect", variant="primary")
                 yield Button("Add service", id="add", variant="success", disabled=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#wizard-ref", Input).focus()  # type a reference at once; shift+tab: kind
 
     @on(Select.Changed, "#wizard-kind")
     def _kind(self, event: Select.Changed) -> None:
@@ -68,7 +77,7 @@ class ServiceWizardScreen(ModalScreen[ServiceDraft | None]):
         if event.button.id == "inspect":
             self.inspect()
         elif event.button.id == "add" and self.draft is not None:
-            self.dismiss(self.draft)
+            self.add()
         else:
             self.dismiss(None)
 
@@ -90,15 +99,34 @@ class ServiceWizardScreen(ModalScreen[ServiceDraft | None]):
         text = Text()
         text.append(f"{draft.service.name}", style="bold")
         text.append(f"  {draft.service.kind.value}  {draft.service.description}\n\n")
-        text.append("Detected interfaces\n", style="underline")
-        for iface in draft.service.interfaces:
-            direction = f"  ({iface.direction.value})" if iface.direction is not None else ""
-            text.append(f"  • {interface_key(iface)}{direction}\n")
+        text.append("Detected: ", style="underline")
+        text.append(", ".join(interface_key(i) for i in draft.service.interfaces) + "\n")
         for note in draft.notes:
             text.append(f"  ↳ {note}\n", style="dim")
         review.update(text)
+        editor = self.query_one(InterfaceEditor)
+        editor.load(draft.service.interfaces)
         self.query_one("#add", Button).disabled = False
-        self.query_one("#add", Button).focus()
+        editor.table.focus()
+
+    def add(self) -> None:
+        """Dismiss with the draft carrying the reviewed interfaces, or show what is wrong."""
+        if self.draft is None:
+            return
+        editor = self.query_one(InterfaceEditor)
+        if editor.editing is not None and not editor.apply_edit():
+            return
+        try:
+            interfaces = editor.interfaces()
+        except RnnError:
+            editor.table.focus()
+            return
+        service = self.draft.service
+        if interfaces != service.interfaces:
+            service = service.with_changes(service.updated, interfaces=interfaces)
+        self.dismiss(replace(self.draft, service=service))
 
     def action_cancel(self) -> None:
+        if self.query_one(InterfaceEditor).cancel_edit():
+            return
         self.dismiss(None)
