@@ -81,8 +81,22 @@ async def help_keys(pilot: Pilot[object]) -> None:
     await pilot.pause(0.1)
 
 
+async def wizard(pilot: Pilot[object]) -> None:
+    """The add-service wizard's review step, editing the detected MOUNT with a mistake."""
+    await _start(pilot)
+    await pilot.press("2", "a")
+    await pilot.pause(0.1)
+    await pilot.press(*"ghcr.io/acme/word-count:2", "enter")
+    await pilot.pause(0.2)
+    await pilot.press("down", "down", "down", "down", "enter")
+    await pilot.pause(0.1)
+    await pilot.press("tab", "ctrl+u", *"data/in", "enter")
+    await pilot.pause(0.1)
+    await pilot.pause()
+
+
 SCENES: dict[str, Setup] = {
     "peers": peers, "services": services, "workflows": workflows, "runs": runs,
     "editor": editor, "yaml": yaml_view, "run-graph": run_graph, "logs": logs,
-    "help": help_keys,
+    "help": help_keys, "wizard": wizard,
 }

@@ -62,6 +62,7 @@ class InterfaceEditor(Vertical):
     InterfaceEditor InterfaceTable { height: auto; max-height: 10; }
     InterfaceEditor #if-form { height: auto; display: none; margin-top: 1; }
     InterfaceEditor #if-form.-editing { display: block; }
+    InterfaceEditor #if-fields { height: auto; }
     InterfaceEditor #if-type { width: 16; }
     InterfaceEditor #if-dir { width: 16; }
     InterfaceEditor #if-path { width: 1fr; }
@@ -79,13 +80,15 @@ class InterfaceEditor(Vertical):
         table = InterfaceTable(id="ifaces", cursor_type="row", zebra_stripes=True)
         table.add_columns("#", "type", "path", "direction", "description")
         yield table
-        with Horizontal(id="if-form"):
-            yield Select([(t.value, t.value) for t in InterfaceType], allow_blank=False,
-                         value=_MOUNT, id="if-type")
-            yield Input(placeholder="/absolute/path (MOUNT only)", id="if-path")
-            yield Select([(d.value, d.value) for d in MountDirection], allow_blank=False,
-                         value=MountDirection.BOTH.value, id="if-dir")
-            yield Input(placeholder="description (optional)", id="if-desc")
+        with Vertical(id="if-form"):
+            yield Label("", id="if-form-title", classes="hint")
+            with Horizontal(id="if-fields"):
+                yield Select([(t.value, t.value) for t in InterfaceType], allow_blank=False,
+                             value=_MOUNT, id="if-type")
+                yield Input(placeholder="/absolute/path (MOUNT only)", id="if-path")
+                yield Select([(d.value, d.value) for d in MountDirection], allow_blank=False,
+                             value=MountDirection.BOTH.value, id="if-dir")
+                yield Input(placeholder="description (optional)", id="if-desc")
         yield Static("", id="if-problems")
 
     # --- model --------------------------------------------------------------------------
@@ -138,6 +141,11 @@ class InterfaceEditor(Vertical):
         self.query_one("#if-dir", Select).value = row.direction or MountDirection.BOTH.value
         self.query_one("#if-desc", Input).value = row.description
         self._mount_fields(row.type == _MOUNT)
+        what = "new interface" if self.editing == len(self.rows) else \
+            f"interface {self.editing + 1}"
+        self.query_one("#if-form-title", Label).update(
+            f"Editing {what}: type · path · direction · description — "
+            "Tab next field, Enter applies, Esc drops the edit")
         self.query_one("#if-form").add_class("-editing")
         self.query_one("#if-type", Select).focus()
 
