@@ -52,6 +52,13 @@ def register(sub: Any) -> None:
     add.add_argument("--password-stdin", action="store_true",
                      help="read the registry password from stdin (or set RNN_REGISTRY_PASSWORD)")
     add.add_argument("--registry", dest="server", help="registry server for the credentials")
+    add.add_argument("--interface", action="append", dest="interface_add", metavar="SPEC",
+                     help="add or override an interface: TYPE[:PATH[:DIRECTION]][=DESCRIPTION], "
+                          "e.g. MOUNT:/data/in:INPUT (repeat; a MOUNT defaults to BOTH)")
+    add.add_argument("--drop-interface", action="append", dest="interface_drop", metavar="KEY",
+                     help="drop a detected interface, e.g. MOUNT:/app or LOGS (repeat)")
+    add.add_argument("--no-detect", action="store_true",
+                     help="ignore detected interfaces: only the --interface ones")
     _common_fields(add)
     add.add_argument("--json", action="store_true")
     add.set_defaults(func=cmd_add)
@@ -141,8 +148,25 @@ def _abs(path: str) -> str:
     return os.path.abspath(path)
 
 
+def _interface_params(args: argparse.Namespace) -> dict[str, Any]:
+    """Checked here first, so a typo fails before any pull or build starts on the node."""
+    from rnn_tui.services.interface_edits import InterfaceEdits, parse_interface_spec
+
+    added = tuple(parse_interface_spec(spec) for spec in args.interface_add or [])
+    InterfaceEdits(added, tuple(args.interface_drop or []), detect=not args.no_detect)
+    params: dict[str, Any] = {}
+    if args.interface_add:
+        params["interface_add"] = list(args.interface_add)
+    if args.interface_drop:
+        params["interface_drop"] = list(args.interface_drop)
+    if args.no_detect:
+        params["no_detect"] = True
+    return params
+
+
 def cmd_add(args: argparse.Namespace) -> int:
     params = _field_params(args)
+    params.update(_interface_params(args))
     if args.image:
         params["image"] = args.image
         if args.username:

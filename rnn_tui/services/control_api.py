@@ -12,7 +12,8 @@ Methods:
     service.add       {image | local_image | git (+ref, dockerfile) | dockerfile_dir
                        (+dockerfile) | data, name?, description?, version?, visibility?,
                        allow?, cpu_millis?, memory_bytes?, pids?, network?, timeout_s?,
-                       interfaces? (JSON/YAML text), username?, password?, server?}
+                       interfaces? (JSON/YAML text), interface_add? ([TYPE[:PATH[:DIR]][=DESC]]),
+                       interface_drop? ([port key]), no_detect?, username?, password?, server?}
                       -> service dict
     service.show      {id} -> service dict
     service.edit      {id, description?, version?, visibility?, allow?, interfaces?,
@@ -34,6 +35,7 @@ from typing import Any, Protocol
 from rnn_tui.errors import ServiceError
 from rnn_tui.identity.keys import PeerId
 from rnn_tui.services.docker_images import RegistryCredentials
+from rnn_tui.services.interface_edits import InterfaceEdits, parse_interface_spec
 from rnn_tui.services.interfaces import parse_interfaces_label
 from rnn_tui.services.model import Requirements, ServiceSpecError, Visibility, VisibilityMode
 from rnn_tui.services.registry import ServiceOptions, ServiceRegistry
@@ -129,8 +131,26 @@ def options_from_params(params: dict[str, Any]) -> ServiceOptions:
         version=_str(params, "version"),
         interfaces=parse_interfaces_label(interfaces_text, "parameter 'interfaces'")
         if interfaces_text else None,
+        interface_edits=_interface_edits(params),
         requirements=_requirements(params, Requirements()),
         visibility=_visibility(params) or Visibility())
+
+
+def _interface_edits(params: dict[str, Any]) -> InterfaceEdits | None:
+    """``interface_add``/``interface_drop``/``no_detect`` (the CLI's ``--interface`` flags)."""
+    lists: dict[str, list[str]] = {}
+    for key in ("interface_add", "interface_drop"):
+        value = params.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ServiceSpecError(f"parameter {key!r}: expected a list of strings")
+        lists[key] = value
+    no_detect = params.get("no_detect", False)
+    if not isinstance(no_detect, bool):
+        raise ServiceSpecError("parameter 'no_detect': expected true or false")
+    if not lists["interface_add"] and not lists["interface_drop"] and not no_detect:
+        return None
+    added = tuple(parse_interface_spec(v, "--interface") for v in lists["interface_add"])
+    return InterfaceEdits(added, tuple(lists["interface_drop"]), detect=not no_detect)
 
 
 def query_from_params(params: dict[str, Any]) -> SearchQuery:

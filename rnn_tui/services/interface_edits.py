@@ -30,8 +30,8 @@ from rnn_tui.services.model import (
     validate_mount_path,
 )
 
-__all__ = ["InterfaceRow", "InterfaceProblem", "row_of", "check_rows", "rows_to_interfaces",
-           "port_key", "parse_interface_spec", "apply_edits"]
+__all__ = ["InterfaceRow", "InterfaceProblem", "InterfaceEdits", "row_of", "check_rows",
+           "rows_to_interfaces", "port_key", "parse_interface_spec", "apply_edits"]
 
 
 def port_key(interface: Interface) -> str:
@@ -185,3 +185,21 @@ def apply_edits(detected: Iterable[Interface], add: Sequence[Interface] = (),
             base.append(interface)
             keys.append(key)
     return rows_to_interfaces([row_of(i) for i in base])
+
+
+@dataclass(frozen=True, slots=True)
+class InterfaceEdits:
+    """The CLI's overrides, carried to the registry and applied after detection."""
+
+    add: tuple[Interface, ...] = ()
+    drop: tuple[str, ...] = ()
+    detect: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.detect and not self.add:
+            raise ServiceSpecError("--no-detect needs at least one --interface")
+        if not self.detect and self.drop:
+            raise ServiceSpecError("--drop-interface has nothing to drop with --no-detect")
+
+    def apply(self, detected: Iterable[Interface]) -> tuple[Interface, ...]:
+        return apply_edits(detected, self.add, self.drop, self.detect)

@@ -27,6 +27,7 @@ from rnn_tui.errors import ServiceError
 from rnn_tui.identity.keys import PeerId
 from rnn_tui.services.datahash import FILE_PREFIX, hash_path, verify_path
 from rnn_tui.services.docker_images import DockerImages, RegistryCredentials, redact_url
+from rnn_tui.services.interface_edits import InterfaceEdits
 from rnn_tui.services.interfaces import detect_interfaces, image_description, image_version
 from rnn_tui.services.model import (
     Interface,
@@ -89,6 +90,7 @@ class ServiceOptions:
     description: str | None = None
     version: str | None = None
     interfaces: tuple[Interface, ...] | None = None
+    interface_edits: InterfaceEdits | None = None  # applied after detection (CLI --interface)
     requirements: Requirements = Requirements()
     visibility: Visibility = Visibility()
 
@@ -238,6 +240,8 @@ class ServiceRegistry:
     async def _register_image(self, name: str, ref: str, inspect: dict[str, Any],
                               options: ServiceOptions, source: str, *, built: bool) -> Service:
         interfaces = options.interfaces if options.interfaces is not None else detect_interfaces(inspect)
+        if options.interface_edits is not None:
+            interfaces = options.interface_edits.apply(interfaces)
         image_id = str(inspect.get("Id") or "")
         if not image_id:
             raise ServiceError(f"image {ref!r}: the engine reported no image id")
@@ -267,6 +271,8 @@ class ServiceRegistry:
                               "the published data")
             interfaces = (Interface(InterfaceType.STDOUT, description="the file's bytes"), mount) \
                 if is_file else (mount,)
+        if options.interface_edits is not None:
+            interfaces = options.interface_edits.apply(interfaces)
         service = Service.new(
             self.owner, name, ServiceKind.DATA, self._now(),
             description=options.description or "", version=options.version or "1",
