@@ -71,6 +71,29 @@ async def test_data_service_round_trip_through_the_cli(node_dir: Path, tmp_path:
     assert code == 0 and json.loads(out) == []
 
 
+async def test_interface_flags_override_detection_over_the_socket(node_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    data_dir = tmp_path / "tiles"
+    data_dir.mkdir()
+    (data_dir / "t.tif").write_bytes(b"II*\x00")
+    d = ["--data-dir", str(node_dir)]
+    code, out, err = await rnn("service", "add", "--data", str(data_dir), "--interface",
+                               "MOUNT:/data:OUTPUT=the tiles", "--interface", "STDOUT=index",
+                               "--json", *d)
+    assert code == 0, err
+    assert [(i["type"], i.get("path"), i.get("description")) for i in json.loads(out)["interfaces"]] \
+        == [("MOUNT", "/data", "the tiles"), ("STDOUT", None, "index")]
+    code, out, err = await rnn("service", "add", "--data", str(data_dir), "--name", "other",
+                               "--no-detect", "--interface", "STDIN", *d)
+    assert code == 0, err
+    code, out, err = await rnn("services", "--json", *d)
+    other = next(s for s in json.loads(out) if s["name"] == "other")
+    assert [i["type"] for i in other["interfaces"]] == ["STDIN"]
+    code, out, err = await rnn("service", "add", "--data", str(data_dir), "--name", "third",
+                               "--drop-interface", "LOGS", *d)
+    assert code == 1 and "--drop-interface 'LOGS': no such interface (there are: MOUNT:/data)" in err
+
+
 async def test_errors_are_one_clear_line(node_dir: Path, tmp_path: Path) -> None:
     d = ["--data-dir", str(node_dir)]
     code, out, err = await rnn("service", "show", "ffffffff", *d)
