@@ -218,8 +218,8 @@ def _with_hints(auto: Layout, hints: Mapping[str, tuple[int, int]]) -> Layout:
         tx, ty = result.ports[(e.dst, "in", e.dst_port)]
         k = fanout[e.src]
         fanout[e.src] += 1
-        if tx - sx >= 4:  # target to the right: one channel column between them
-            cx = min(sx + 2 + 2 * k, tx - 2)
+        if tx - sx >= 2:  # target to the right: one channel column between them
+            cx = max(sx + 1, min(sx + 2 + 2 * k, tx - 2))
             pts = [(sx + 1, sy), (cx, sy), (cx, ty), (tx - 1, ty)]
         else:  # target to the left (or overlapping): around, below both boxes
             below = max(result.boxes[e.src].bottom, result.boxes[e.dst].bottom) + 1 + k
