@@ -405,3 +405,28 @@ async def test_move_cancel_and_auto_layout(demo_app) -> None:
         await settle(pilot)
         assert graph.moving is None
         assert "compact" in status_text(screen)
+
+
+async def test_imported_hints_place_boxes_and_bad_hints_are_errors_at_line_col(
+        demo_app, tmp_path: Path) -> None:
+    app, _ = demo_app
+    src = tmp_path / "hinted.yaml"
+    src.write_text("name: hinted\njobs:\n"
+                   "  - {name: first, service: csv-clean, position: {x: 50, y: 20}}\n"
+                   "  - {name: second, service: csv-clean}\n"
+                   "connections:\n  - {from: first.STDOUT, to: second.STDIN}\n")
+    bad = tmp_path / "bad-hint.yaml"
+    bad.write_text("name: bad\njobs:\n  - name: a\n    service: csv-clean\n"
+                   "    position: {x: 3, y: -1}\n")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_pollinators(pilot)
+        screen.import_path(src)
+        await settle(pilot, 0.1)
+        boxes = screen.graph.graph_layout.boxes
+        assert (boxes["first"].x, boxes["first"].y) == (51, 21)  # hint + the canvas margin
+        assert boxes["second"].y > boxes["first"].bottom  # unhinted: automatic, below
+        assert "position: {x: 50, y: 20}" in screen.yaml_area.text
+        screen.import_path(bad)
+        await settle(pilot)
+        assert "5:" in problems_text(screen) and "position.y must be at least 0" in problems_text(screen)
+        assert screen.graph.workflow.job_names == ("first", "second")
