@@ -430,3 +430,22 @@ async def test_imported_hints_place_boxes_and_bad_hints_are_errors_at_line_col(
         await settle(pilot)
         assert "5:" in problems_text(screen) and "position.y must be at least 0" in problems_text(screen)
         assert screen.graph.workflow.job_names == ("first", "second")
+
+
+async def test_another_edit_during_a_move_ends_it(demo_app) -> None:
+    app, _ = demo_app
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_pollinators(pilot)
+        graph = screen.graph
+        graph.select_job("report")
+        await pilot.press("m", "down")
+        await settle(pilot)
+        assert graph.moving is not None
+        await pilot.press("r")  # rename: the move ends where the box is
+        await settle(pilot)
+        await pilot.press("ctrl+u", *"summary", "enter")
+        await settle(pilot, 0.1)
+        assert graph.moving is None and "summary" in graph.workflow.job_names
+        await pilot.press("escape")  # nothing to put back: Esc is Back (asks: unsaved)
+        await settle(pilot)
+        assert "summary" in graph.workflow.job_names

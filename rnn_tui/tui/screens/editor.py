@@ -201,6 +201,7 @@ class EditorScreen(Screen[None]):
         workflow = self.validate_text(text)
         if workflow is not None:
             self.workflow = workflow
+            self.graph.moving = None  # the text wins over a move in progress
             self.graph.set_workflow(workflow)
             self.status("graph updated from YAML")
         else:

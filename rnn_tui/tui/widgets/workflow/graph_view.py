@@ -356,7 +356,9 @@ class GraphView(ScrollView, can_focus=True):
         return True
 
     def apply(self, workflow: Workflow, what: str) -> None:
-        """Adopt an edited workflow and tell the screen."""
+        """Adopt an edited workflow and tell the screen (another edit ends a move: the box
+        stays where it is, and Esc can no longer undo more than the move)."""
+        self.moving = None
         self.set_workflow(workflow)
         self.post_message(self.Changed(self, workflow, what))
         self.post_message(self.Status(self, what))
