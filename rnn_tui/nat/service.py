@@ -16,8 +16,10 @@ import array
 import asyncio
 import fcntl
 import logging
+import os
 import socket
 import struct
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -31,6 +33,16 @@ from rnn_tui.nat.detect import (
     NatDetector,
     NatStatus,
     NatTypeChanged,
+)
+from rnn_tui.nat.dialback import (
+    DIAL_BACK_MAGIC,
+    DialBackConfig,
+    DialBackConfirmed,
+    DialBackCore,
+    DialBackProbe,
+    DialBackReply,
+    DialBackRequest,
+    encode_probe,
 )
 from rnn_tui.nat.model import Addr, NatType, PathType, check_addr
 from rnn_tui.nat.punch_core import PunchConfig, PunchEvent, PunchStarted, PunchSucceeded
@@ -54,6 +66,8 @@ class NatSettings:
     relays_wanted: int = 2
     punch: PunchConfig = field(default_factory=PunchConfig)
     detect: DetectConfig = field(default_factory=DetectConfig)
+    dial_back: DialBackConfig = field(default_factory=DialBackConfig)
+    dial_back_ask_interval: float = 600.0  # ask the same peer IP again only after this
     check_interval: float = 60.0  # local addresses, expiry of observations, relay renewals
     direct_dial_timeout: float = 3.0
 
@@ -105,10 +119,15 @@ class NatService:
                                    config=self.settings.punch, on_outcome=self._punched,
                                    on_event=self._punch_event)
         self.relay_service: RelayService | None = None
+        self.dialback = DialBackCore(self.settings.dial_back, rng_bytes=os.urandom)
+        self._asked: dict[str, float] = {}  # peer IP -> when we last asked it to dial back
+        self.dial_backs: deque[DialBackConfirmed] = deque(maxlen=8)  # latest, for status
         self._loop = asyncio.get_running_loop()
         self._tasks = TaskManager("nat")
         self._closed = False
         transport.add_listener(self._on_transport_event)
+        transport.handlers.on_request(DialBackRequest, self._on_dial_back_request)
+        transport.endpoint.register_raw(DIAL_BACK_MAGIC, self._on_dial_back_probe)
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
@@ -121,6 +140,7 @@ class NatService:
 
     async def close(self) -> None:
         self._closed = True
+        self.transport.endpoint.unregister_raw(DIAL_BACK_MAGIC)
         await self._tasks.shutdown()
         await self.relays.close()
         await self.puncher.close()
@@ -133,9 +153,9 @@ class NatService:
         self.detector.observe(reporter, observed, self._loop.time(), source)
         self._drain()
 
-    def dial_back(self, prober: Addr) -> None:
-        """A peer reached us unsolicited at our external address (we are reachable)."""
-        self.detector.dial_back(prober, self._loop.time())
+    def dial_back(self, prober: Addr, target: Addr) -> None:
+        """A peer reached us unsolicited at ``target`` (checked by the dial-back core)."""
+        self.detector.dial_back(prober, target, self._loop.time())
         self._drain()
 
     def add_relay_candidates(self, candidates: Sequence[tuple[Addr, PeerId]]) -> None:
@@ -156,6 +176,8 @@ class NatService:
         if self.detector.status.nat_type is not NatType.PUBLIC and \
                 not self._tasks.is_running("relays"):
             self._tasks.spawn("relays", self.relays.refresh())
+        for conn in self.transport.connections():
+            self._maybe_ask_dial_back(conn)
 
     def _refresh_relays_if_short(self) -> None:
         if self._closed or self.detector.status.nat_type is NatType.PUBLIC:
@@ -291,6 +313,104 @@ class NatService:
         if observed is not None:
             self.detector.observe(conn.remote_addr, observed, self._loop.time(), "identify")
             self._drain()
+        self._maybe_ask_dial_back(conn)
+
+    # -- dial-back (see dialback.py) -----------------------------------------------------
+    def _maybe_ask_dial_back(self, conn: PeerConnection) -> None:
+        """Ask a directly connected peer to dial us back, until enough probers agree."""
+        if self._closed or conn.peer_id is None or not conn.is_open \
+                or self.path_type(conn) is not PathType.DIRECT \
+                or self.detector.dial_back_probers() >= self.settings.detect.min_agree:
+            return
+        ip = conn.remote_addr[0]
+        last = self._asked.get(ip)
+        now = self._loop.time()
+        if last is not None and now - last < self.settings.dial_back_ask_interval:
+            return
+        name = f"dial-back:{ip}"
+        if not self._tasks.is_running(name):
+            self._asked[ip] = now
+            self._tasks.spawn(name, self._ask_dial_back(conn))
+
+    async def _ask_dial_back(self, conn: PeerConnection) -> None:
+        nonce = self.dialback.begin(conn.remote_addr, self._loop.time())
+        if nonce is None:
+            self._asked.pop(conn.remote_addr[0], None)  # too many in flight: later
+            return
+        try:
+            reply = await conn.request(DialBackRequest(nonce), timeout=5.0)
+        except (RnnError, ValueError) as exc:
+            self.dialback.cancel(nonce)
+            log.debug("dial-back request to %s failed: %s", conn.peer_id, exc)
+            return
+        if not isinstance(reply, DialBackReply) or not reply.sent:
+            self.dialback.cancel(nonce)
+            log.info("dial-back: %s refused: %s", conn.peer_id.short if conn.peer_id else "?",
+                     getattr(reply, "reason", type(reply).__name__))
+        # else the probe arrives (or not: then we are filtered) on _on_dial_back_probe and
+        # the nonce expires by itself.
+
+    def _on_dial_back_probe(self, data: bytes, addr: Addr) -> None:
+        out = self.dialback.probe_received(
+            data, addr, sent_to=self.transport.endpoint.has_sent_to(addr),
+            now=self._loop.time())
+        if isinstance(out, DialBackConfirmed):
+            log.info("dial-back: reached unsolicited at %s:%d from %s:%d", out.target[0],
+                     out.target[1], out.prober[0], out.prober[1])
+            self.dial_backs.append(out)
+            self.detector.dial_back(out.prober, out.target, self._loop.time())
+            self._drain()
+        else:
+            log.debug("dial-back probe from %s ignored: %s", addr, out.reason)
+
+    async def _on_dial_back_request(self, conn: PeerConnection,
+                                    msg: DialBackRequest) -> DialBackReply:
+        """Serve a dial-back: to the address we see the asker at, from a fresh socket."""
+        if self.path_type(conn) is not PathType.DIRECT:
+            return DialBackReply(False, "dial-back needs a direct connection")
+        target = check_addr(conn.remote_addr)
+        if target is None:
+            return DialBackReply(False, "no dialable address for this connection")
+        reason = self.dialback.admit(target[0], self._loop.time())
+        if reason is not None:
+            return DialBackReply(False, reason)
+        try:
+            sock = self._fresh_socket(target)
+        except OSError as exc:
+            return DialBackReply(False, f"cannot open a socket: {exc.strerror or exc}")
+        self._tasks.spawn(f"dial-back-send:{target[0]}:{target[1]}:{msg.nonce.hex()[:8]}",
+                          self._send_dial_back(sock, target, msg.nonce))
+        return DialBackReply(True)
+
+    def _fresh_socket(self, target: Addr) -> socket.socket:
+        """A new UDP socket on our own host (a source port the asker never sent to)."""
+        family = socket.AF_INET6 if ":" in target[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            host = self.transport.endpoint.local_addr[0]
+            if host in ("0.0.0.0", "::") or (":" in host) != (family == socket.AF_INET6):
+                host = ""
+            sock.bind((host, 0))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    @staticmethod
+    async def _send_dial_back(sock: socket.socket, target: Addr, nonce: bytes) -> None:
+        """Twice, 300 ms apart (one loss must not make a public node look filtered)."""
+        data = encode_probe(DialBackProbe(nonce, target))
+        try:
+            for i in range(2):
+                if i:
+                    await asyncio.sleep(0.3)
+                try:
+                    sock.sendto(data, target)
+                except OSError as exc:
+                    log.debug("dial-back to %s failed: %s", target, exc)
+        finally:
+            sock.close()
 
     def _connected(self, conn: PeerConnection, path: PathType) -> None:
         for fn in list(self._conn_listeners):
@@ -330,7 +450,7 @@ class NatService:
         if isinstance(ev, NatTypeChanged):
             log.info("NAT type %s -> %s", ev.old.value, ev.new.value)
             if ev.new is NatType.PUBLIC and self.settings.relay_enabled is None:
-                self._enable_relay()
+                self._enable_relay()  # relay.enabled: auto, once dial-back confirmed us
             return True
         if isinstance(ev, ExternalAddressChanged | LocalAddressesChanged):
             log.info("network change: %s", ev)

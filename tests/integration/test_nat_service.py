@@ -56,7 +56,9 @@ async def test_identify_from_two_peers_classifies_and_dial_back_makes_us_a_relay
         await eventually(lambda: svc.status.nat_type is NatType.EIM)
         assert svc.status.external == ("127.0.0.1", port)
         assert svc.relay_service is None, "no relay service before we are known reachable"
-        svc.dial_back(("127.0.0.4", 9))
+        svc.dial_back(("127.0.0.4", 9), ("127.0.0.1", port))
+        assert svc.status.nat_type is NatType.EIM, "one prober is not agreement"
+        svc.dial_back(("127.0.0.5", 9), ("127.0.0.1", port))
         assert svc.status.nat_type is NatType.PUBLIC and svc.relay_service is not None
         assert changes[-1] is NatType.PUBLIC
         assert svc.metadata()["nat"] == "public"
@@ -104,3 +106,48 @@ async def test_a_new_local_address_resets_detection() -> None:
 def test_interface_addresses_skip_loopback() -> None:
     for ip, port in interface_addresses(30609):
         assert not ip.startswith("127.") and port == 30609
+
+
+async def test_dial_back_end_to_end_two_helpers_make_us_public_and_a_relay() -> None:
+    """Real dial-backs: each helper probes from a fresh socket; two distinct IPs agree."""
+    async with nodes("127.0.0.1", "127.0.0.2", "127.0.0.3") as (me, h1, h2):
+        port = me.endpoint.local_addr[1]
+        quiet = NatSettings(check_interval=3600)
+        svc = NatService(me, quiet, local_addrs=lambda: [("127.0.0.1", port)])
+        helpers = [NatService(h, quiet, local_addrs=lambda h=h: [h.endpoint.local_addr])
+                   for h in (h1, h2)]
+        for s in (svc, *helpers):
+            s.start()
+        try:
+            await me.dial(h1.endpoint.local_addr, h1.identity.peer_id)
+            await eventually(lambda: len(svc.dial_backs) == 1)
+            assert svc.status.nat_type is not NatType.PUBLIC, "one helper alone"
+            await me.dial(h2.endpoint.local_addr, h2.identity.peer_id)
+            await eventually(lambda: svc.status.nat_type is NatType.PUBLIC)
+            assert svc.status.dial_back_confirmed and svc.relay_service is not None
+            assert svc.metadata()["nat"] == "public"
+            # The probes came from ports we never sent to, not from the helpers' sockets.
+            probers = {d.prober for d in svc.dial_backs}
+            assert {p[0] for p in probers} == {"127.0.0.2", "127.0.0.3"}
+            assert not probers & {h1.endpoint.local_addr, h2.endpoint.local_addr}
+            assert not any(me.endpoint.has_sent_to(p) for p in probers)
+        finally:
+            for s in (svc, *helpers):
+                await s.close()
+
+
+async def test_dial_back_requests_beyond_the_limit_are_refused_with_a_reason() -> None:
+    from rnn_tui.nat.dialback import NONCE_LEN, DialBackConfig, DialBackReply, DialBackRequest
+
+    async with nodes("127.0.0.1", "127.0.0.2") as (me, helper):
+        cfg = NatSettings(check_interval=3600, dial_back=DialBackConfig(per_ip_interval=60.0))
+        served = NatService(helper, cfg, local_addrs=lambda: [helper.endpoint.local_addr])
+        try:
+            conn = await me.dial(helper.endpoint.local_addr, helper.identity.peer_id)
+            first = await conn.request(DialBackRequest(b"a" * NONCE_LEN), timeout=5.0)
+            second = await conn.request(DialBackRequest(b"b" * NONCE_LEN), timeout=5.0)
+            assert first == DialBackReply(True)
+            assert isinstance(second, DialBackReply) and not second.sent
+            assert "rate limited" in second.reason
+        finally:
+            await served.close()
