@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from rnn_tui.components.services import ServicesComponent
     from rnn_tui.dht.driver import DhtNode
     from rnn_tui.discovery.peer_manager import PeerManager
+    from rnn_tui.nat.punch_driver import PunchOutcome
     from rnn_tui.nat.service import NatService
     from rnn_tui.transport.manager import Transport
 
@@ -147,7 +148,7 @@ class Node:
         self.transport.listen_addrs = self._listen_addrs(bound)
         self.nat = NatService(self.transport, self._nat_settings(),
                               local_addrs=lambda: self._listen_addrs(bound),
-                              on_change=self._on_nat_change)
+                              on_change=self._on_nat_change, on_punch=self._on_punch)
         self._components.append(self.nat)
         self.dht = DhtNode(self.transport.endpoint.send_raw,
                            config=DhtConfig(read_only=bool(self.config["dht.read_only"])),
@@ -207,6 +208,21 @@ class Node:
         self.relay_addrs = [f"{r.peer}@{r.addr[0]}:{r.addr[1]}" for r in relays]
         if self.peers is not None:
             self.peers.metadata_changed()
+
+    def _on_punch(self, outcome: PunchOutcome) -> None:
+        """Persist every finished punch (bounded per peer) for ``rnn peer`` and the API."""
+        from rnn_tui.store.punches import PunchRow, record_punch
+        from rnn_tui.transport.messages import format_addr
+
+        if self.store is None or self.tasks.closed:
+            return
+        row = PunchRow(str(outcome.peer), time.time() - outcome.duration, outcome.strategy.value,
+                       outcome.path.value, outcome.time_to_direct, outcome.attempts,
+                       format_addr(outcome.remote) if outcome.remote else "",
+                       "" if outcome.path.value == "direct" else (outcome.reason or "no reason given"))
+        store = self.store
+        self.tasks.spawn(f"punch-record:{outcome.peer.short}:{id(outcome)}",
+                         store.call(record_punch, store, row))
 
     async def _dht_start(self, saved: list[tuple[bytes, str, int]]) -> None:
         assert self.dht is not None and self.peers is not None
@@ -297,7 +313,13 @@ class Node:
         state = self._require_peers().get(pid)
         if state is None:
             raise RnnError(f"unknown peer {params.get('peer_id')!r}")
-        return state.to_dict()
+        from rnn_tui.store.punches import list_punches
+
+        info = state.to_dict()
+        assert self.store is not None
+        rows = await self.store.call(list_punches, self.store, str(pid))
+        info["punches"] = [r.to_dict() for r in rows]
+        return info
 
     async def _ctl_connect(self, params: dict[str, Any]) -> dict[str, Any]:
         target = str(params.get("target", ""))
@@ -341,6 +363,8 @@ class Node:
             "reachability": self.reachability,
             "nat_type": self.nat_type,
             "relays": list(self.relay_addrs),
+            "dial_back_probers": self.nat.detector.dial_back_probers() if self.nat else 0,
+            "relay_service": bool(self.nat and self.nat.relay_service is not None),
             "peers_known": len(self.peers.peers) if self.peers else 0,
             "peers_connected": self.peers.connected_count() if self.peers else 0,
             "metadata_seq": self.peers.published_seq if self.peers else None,

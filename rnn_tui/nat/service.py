@@ -98,13 +98,14 @@ def interface_addresses(port: int) -> list[Addr]:
 class NatService:
     def __init__(self, transport: Transport, settings: NatSettings | None = None, *,
                  local_addrs: Callable[[], Sequence[Addr]] | None = None,
-                 on_change: Callable[[NatStatus, list[ActiveRelay]], None] = lambda s, r: None
-                 ) -> None:
+                 on_change: Callable[[NatStatus, list[ActiveRelay]], None] = lambda s, r: None,
+                 on_punch: Callable[[PunchOutcome], None] = lambda o: None) -> None:
         self.transport = transport
         self.settings = settings or NatSettings()
         self._local_addrs = local_addrs or (
             lambda: interface_addresses(transport.endpoint.local_addr[1]))
         self.on_change = on_change
+        self.on_punch = on_punch  # every finished punch (the node persists its history)
         self.detector = NatDetector(self.settings.detect)
         # Relayed and birthday-punched connections live outside the transport's table
         # (their datagrams do not use the shared socket), so the transport never reports
@@ -429,6 +430,10 @@ class NatService:
 
     def _punched(self, outcome: PunchOutcome) -> None:
         """Log every punch (operators and the NAT lab read these lines) and report a win."""
+        try:
+            self.on_punch(outcome)
+        except Exception:
+            log.exception("NAT on_punch callback failed")
         if outcome.path is PathType.DIRECT and outcome.connection is not None:
             ttd = outcome.time_to_direct or 0.0
             log.info("punch with %s: direct at %s by %s in %.0f ms (attempt %d)",
