@@ -70,6 +70,7 @@ class NatSettings:
     dial_back_ask_interval: float = 600.0  # ask the same peer IP again only after this
     check_interval: float = 60.0  # local addresses, expiry of observations, relay renewals
     direct_dial_timeout: float = 3.0
+    relay_delay: float = 0.3  # happy eyeballs: the relay path starts this long after direct
 
 
 def interface_addresses(port: int) -> list[Addr]:
@@ -222,33 +223,82 @@ class NatService:
     # -- reaching a peer -------------------------------------------------------------
     async def connect(self, peer: PeerId, addrs: Sequence[Addr],
                       relays: Sequence[tuple[Addr, PeerId]]) -> tuple[PeerConnection, PathType]:
-        """The best path to ``peer``: direct dial, else relayed then punched.
+        """The best path to ``peer``: direct dials raced against the relay (then a punch).
 
+        Happy eyeballs: the direct dials start at once; if none has won after
+        ``relay_delay``, the relay path starts too, and the first verified connection
+        wins.  Why not wait for the direct timeout: a NATed target never answers a direct
+        dial, and making every such connect cost ``direct_dial_timeout`` first is slow.  A
+        relayed connection that loses the race is closed; direct dials that lose finish on
+        their own (a late direct path is a better path and is kept).
         Raises ``RnnError`` naming every path tried when none works.
         """
         existing = self.puncher.direct_connection(peer) or self.transport.connection_to(peer)
         if existing is not None:
             return existing, PathType.DIRECT
         errors: list[str] = []
-        conn = await self._dial_any(peer, [a for a in addrs if check_addr(a) is not None], errors)
-        if conn is not None:
-            return conn, PathType.DIRECT
+        direct_addrs = [a for a in addrs if check_addr(a) is not None]
+        direct = asyncio.ensure_future(self._dial_any(peer, direct_addrs, errors)) \
+            if direct_addrs else None
+        relay: asyncio.Future[PeerConnection | None] | None = None
+        try:
+            if direct is not None:
+                await asyncio.wait({direct}, timeout=self.settings.relay_delay if relays else None)
+                if direct.done():
+                    won = direct.result()
+                    if won is not None:
+                        return won, PathType.DIRECT
+                    direct = None
+            if relays:
+                relay = asyncio.ensure_future(self._via_relays(peer, relays, errors))
+            waiting: set[asyncio.Future[PeerConnection | None]] = \
+                {t for t in (direct, relay) if t is not None}
+            while waiting:
+                done, waiting = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if direct is not None and direct in done and (won := direct.result()) is not None:
+                    return won, PathType.DIRECT
+                if relay is not None and relay in done and (relayed := relay.result()) is not None:
+                    return await self._relayed_then_punch(peer, relayed)
+        finally:
+            if direct is not None and not direct.done():
+                direct.cancel()  # _dial_any hands its pending dials to loser tasks
+            if relay is not None and not relay.done():
+                self._tasks.spawn(f"relay-loser:{id(relay)}", self._close_relay_loser(relay))
+        raise RnnError(f"cannot reach {peer.short}: " + ("; ".join(errors) or "no address"))
+
+    async def _via_relays(self, peer: PeerId, relays: Sequence[tuple[Addr, PeerId]],
+                          errors: list[str]) -> PeerConnection | None:
+        """A relayed connection to ``peer`` through the first relay that works."""
         for relay_addr, relay_id in relays:
             try:
                 relay_conn = self.transport.connection_to(relay_id) or await self.transport.dial(
                     relay_addr, expected_peer_id=relay_id,
                     timeout=self.settings.direct_dial_timeout)
-                relayed = await self.relay_client.dial_via(relay_conn, peer)
+                return await self.relay_client.dial_via(relay_conn, peer)
             except (RnnError, RelayRefused) as exc:
                 errors.append(f"via relay {relay_id.short}: {exc}")
-                continue
-            log.info("reached %s via relay %s; punching", peer.short, relay_id.short)
-            self._connected(relayed, PathType.RELAYED)
-            outcome = await self.puncher.punch(relayed)
-            if outcome.path is PathType.DIRECT and outcome.connection is not None:
-                return outcome.connection, PathType.DIRECT
-            return relayed, PathType.RELAYED
-        raise RnnError(f"cannot reach {peer.short}: " + ("; ".join(errors) or "no address"))
+        return None
+
+    async def _relayed_then_punch(self, peer: PeerId, relayed: PeerConnection
+                                  ) -> tuple[PeerConnection, PathType]:
+        log.info("reached %s via relay; punching", peer.short)
+        self._connected(relayed, PathType.RELAYED)
+        outcome = await self.puncher.punch(relayed)
+        if outcome.path is PathType.DIRECT and outcome.connection is not None:
+            return outcome.connection, PathType.DIRECT
+        return relayed, PathType.RELAYED
+
+    @staticmethod
+    async def _close_relay_loser(task: asyncio.Future[PeerConnection | None]) -> None:
+        """A direct dial won: the relayed connection still being set up is closed once
+        it exists (cancelling mid-circuit would leave the relay holding a half circuit)."""
+        try:
+            conn = await task
+        except (RnnError, RelayRefused, OSError):
+            return
+        if conn is not None:
+            log.debug("closing the relayed path to %s: a direct dial won", conn.peer_id)
+            await conn.close(reason="a direct path won")
 
     async def _dial_any(self, peer: PeerId, addrs: Sequence[Addr],
                         errors: list[str]) -> PeerConnection | None:

@@ -151,3 +151,48 @@ async def test_dial_back_requests_beyond_the_limit_are_refused_with_a_reason() -
             assert "rate limited" in second.reason
         finally:
             await served.close()
+
+
+async def test_connect_races_the_relay_instead_of_waiting_for_the_direct_timeout() -> None:
+    """A target whose listed address never answers (as behind a NAT) is reached through
+    its relay long before the direct dial's timeout: the relay path starts after
+    ``relay_delay`` and wins; the hanging direct dial is left to fail on its own."""
+    import socket
+
+    async with nodes("127.0.0.1", "127.0.0.2", "127.0.0.3") as (a, relay, b):
+        RelayService(relay)
+        hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound, never read
+        hole.bind(("127.0.0.4", 0))
+        slow_direct = NatSettings(check_interval=3600, punch=PunchConfig(linger=0.2),
+                                  direct_dial_timeout=120.0, relay_delay=0.3)
+        svc_a = NatService(a, slow_direct, local_addrs=lambda: [a.endpoint.local_addr])
+        svc_b = NatService(b, slow_direct, local_addrs=lambda: [b.endpoint.local_addr])
+        svc_b.add_relay_candidates([(relay.endpoint.local_addr, relay.identity.peer_id)])
+        svc_b.start()
+        try:
+            await eventually(lambda: len(svc_b.relays.active) == 1)
+            conn, path = await asyncio.wait_for(svc_a.connect(
+                b.identity.peer_id, addrs=[hole.getsockname()],
+                relays=[(relay.endpoint.local_addr, relay.identity.peer_id)]), timeout=60)
+            assert conn.peer_id == b.identity.peer_id and conn.is_open
+            assert path in (PathType.DIRECT, PathType.RELAYED)
+            assert conn.remote_addr != hole.getsockname()
+        finally:
+            hole.close()
+            await svc_a.close()
+            await svc_b.close()
+
+
+async def test_when_a_direct_dial_wins_the_relay_is_never_used() -> None:
+    async with nodes("127.0.0.1", "127.0.0.2", "127.0.0.3") as (a, relay, b):
+        RelayService(relay)
+        svc_a = NatService(a, NatSettings(check_interval=3600, relay_delay=30.0),
+                           local_addrs=lambda: [a.endpoint.local_addr])
+        try:
+            conn, path = await svc_a.connect(
+                b.identity.peer_id, addrs=[b.endpoint.local_addr],
+                relays=[(relay.endpoint.local_addr, relay.identity.peer_id)])
+            assert path is PathType.DIRECT and conn.remote_addr == b.endpoint.local_addr
+            assert a.connection_to(relay.identity.peer_id) is None, "relay never dialled"
+        finally:
+            await svc_a.close()
