@@ -106,6 +106,18 @@ def _choice(*choices: str) -> Callable[[Any, bool], str]:
     return parse
 
 
+def _auto_bool(raw: Any, from_text: bool) -> str:
+    """``auto``, ``true`` or ``false``; YAML booleans and the usual words are accepted."""
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return "auto"
+    try:
+        return "true" if _bool(raw, True) else "false"
+    except ValueError:
+        raise ValueError(f"expected auto, true or false, got {raw!r}") from None
+
+
 def _optional_path(raw: Any, from_text: bool) -> Path | None:
     if raw is None or (from_text and raw == ""):
         return None
@@ -176,7 +188,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("node.ipv6", _bool, lambda: True, "also listen on IPv6 (dual stack) where the host has it"),
     Setting("dht.bootstrap", _hostports, lambda: list(PUBLIC_BOOTSTRAP), "DHT bootstrap nodes, HOST:PORT", "bootstrap"),
     Setting("dht.topic", _str, lambda: DEFAULT_TOPIC, "the mesh topic; its sha1 is the DHT infohash peers announce"),
-    Setting("dht.read_only", _bool, lambda: False, "BEP 43 read-only mode (for nodes that cannot be reached)"),
+    Setting("dht.read_only", _auto_bool, lambda: "auto", "BEP 43 read-only mode: auto = while a dial-back shows we are behind a filtering NAT"),
     Setting("keystore.passphrase_file", _optional_path, lambda: None, "file holding the keystore passphrase", "passphrase_file"),
     Setting("keystore.kdf_cost", _choice("moderate", "interactive"), lambda: "moderate", "Argon2id cost for new keystores"),
     Setting("relay.enabled", _choice("auto", "true", "false"), lambda: "auto", "offer relay service: auto = when publicly reachable", "relay"),

@@ -151,7 +151,7 @@ class Node:
                               on_change=self._on_nat_change, on_punch=self._on_punch)
         self._components.append(self.nat)
         self.dht = DhtNode(self.transport.endpoint.send_raw,
-                           config=DhtConfig(read_only=bool(self.config["dht.read_only"])),
+                           config=DhtConfig(read_only=self.config["dht.read_only"] == "true"),
                            on_external_address=self._on_dht_external_address,
                            on_address_reported=self.nat.observe)  # KRPC ``ip`` → NAT type
         self.transport.endpoint.dht_handler = self.dht.datagram_received
@@ -206,6 +206,12 @@ class Node:
         if status.external is not None:
             self.external_addrs = {f"{status.external[0]}:{status.external[1]}"}
         self.relay_addrs = [f"{r.peer}@{r.addr[0]}:{r.addr[1]}" for r in relays]
+        if self.dht is not None and self.nat is not None \
+                and self.config["dht.read_only"] == "auto" \
+                and self.dht.read_only != self.nat.unreachable:
+            log.info("DHT read-only (BEP 43) %s: %s", "on" if self.nat.unreachable else "off",
+                     "not reachable from outside" if self.nat.unreachable else "reachable again")
+            self.dht.set_read_only(self.nat.unreachable)
         if self.peers is not None:
             self.peers.metadata_changed()
 

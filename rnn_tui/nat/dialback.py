@@ -154,6 +154,7 @@ class DialBackCore:
         self.config = config or DialBackConfig()
         self._rng_bytes = rng_bytes
         self._pending: dict[bytes, _Pending] = {}
+        self._arrived: dict[bytes, None] = {}  # confirmed nonces, oldest first (bounded)
         self._served_by_ip: dict[str, float] = {}
         self._served: deque[float] = deque()
 
@@ -169,6 +170,10 @@ class DialBackCore:
 
     def cancel(self, nonce: bytes) -> None:
         self._pending.pop(nonce, None)
+
+    def arrived(self, nonce: bytes) -> bool:
+        """Whether this nonce's probe was confirmed (among the last few hundred)."""
+        return nonce in self._arrived
 
     @property
     def pending(self) -> int:
@@ -193,6 +198,9 @@ class DialBackCore:
         if sent_to:
             return DialBackRejected(source, "from an address we have sent to")
         del self._pending[probe.nonce]  # one confirmation per nonce
+        self._arrived[probe.nonce] = None
+        if len(self._arrived) > 256:
+            del self._arrived[next(iter(self._arrived))]
         return DialBackConfirmed(source, probe.target, pending.asked)
 
     # -- server ----------------------------------------------------------------------

@@ -124,6 +124,9 @@ class NatService:
         self.dialback = DialBackCore(self.settings.dial_back, rng_bytes=os.urandom)
         self._asked: dict[str, float] = {}  # peer IP -> when we last asked it to dial back
         self.dial_backs: deque[DialBackConfirmed] = deque(maxlen=8)  # latest, for status
+        # Dial-backs a peer says it sent that never reached us (since the last network
+        # change): evidence that a filter drops unsolicited packets, i.e. unreachable.
+        self.dial_back_failures = 0
         self._loop = asyncio.get_running_loop()
         self._tasks = TaskManager("nat")
         self._closed = False
@@ -398,8 +401,22 @@ class NatService:
             self.dialback.cancel(nonce)
             log.info("dial-back: %s refused: %s", conn.peer_id.short if conn.peer_id else "?",
                      getattr(reply, "reason", type(reply).__name__))
-        # else the probe arrives (or not: then we are filtered) on _on_dial_back_probe and
-        # the nonce expires by itself.
+            return
+        # The probe arrives on _on_dial_back_probe, or never: then a filter dropped it.
+        await asyncio.sleep(self.settings.dial_back.wait)
+        if not self.dialback.arrived(nonce):
+            self.dialback.cancel(nonce)
+            self.dial_back_failures += 1
+            log.info("dial-back: %s sent a probe that never arrived (filtered)",
+                     conn.peer_id.short if conn.peer_id else "?")
+            self._changed()
+
+    @property
+    def unreachable(self) -> bool:
+        """Known to be behind a NAT that filters: a dial-back was sent and never arrived,
+        none reached our agreed address.  (UNKNOWN is not unreachable: no evidence.)"""
+        st = self.detector.status
+        return st.nat_type in (NatType.EIM, NatType.EDM) and self.dial_back_failures > 0
 
     def _on_dial_back_probe(self, data: bytes, addr: Addr) -> None:
         out = self.dialback.probe_received(
@@ -509,6 +526,8 @@ class NatService:
             return True
         if isinstance(ev, ExternalAddressChanged | LocalAddressesChanged):
             log.info("network change: %s", ev)
+            self.dial_back_failures = 0  # they described the old address
+            self._asked.clear()  # ask peers again about the new one
             self._repunch_relayed()
             return True
         return False

@@ -196,3 +196,29 @@ async def test_when_a_direct_dial_wins_the_relay_is_never_used() -> None:
             assert a.connection_to(relay.identity.peer_id) is None, "relay never dialled"
         finally:
             await svc_a.close()
+
+
+async def test_a_dial_back_that_never_arrives_marks_us_unreachable() -> None:
+    """Peers say they sent the probe but nothing arrives (as behind a filtering NAT)."""
+    from rnn_tui.nat.dialback import DialBackConfig, DialBackReply, DialBackRequest
+
+    async with nodes("127.0.0.1", "127.0.0.2", "127.0.0.3") as (me, p1, p2):
+        async def sent_but_filtered(conn, msg: DialBackRequest) -> DialBackReply:  # type: ignore[no-untyped-def]
+            return DialBackReply(True)
+
+        for p in (p1, p2):
+            p.handlers.on_request(DialBackRequest, sent_but_filtered)
+        port = me.endpoint.local_addr[1]
+        changes: list[bool] = []
+        svc = NatService(me, NatSettings(check_interval=3600, dial_back=DialBackConfig(wait=0.3)),
+                         local_addrs=lambda: [("127.0.0.1", port)],
+                         on_change=lambda st, r: changes.append(svc.unreachable))
+        try:
+            assert not svc.unreachable, "no evidence yet"
+            await me.dial(p1.endpoint.local_addr, p1.identity.peer_id)
+            await me.dial(p2.endpoint.local_addr, p2.identity.peer_id)
+            await eventually(lambda: svc.unreachable)
+            assert svc.status.nat_type is NatType.EIM and svc.dial_back_failures >= 1
+            assert changes[-1] is True, "the node hears of it (DHT read-only, republish)"
+        finally:
+            await svc.close()

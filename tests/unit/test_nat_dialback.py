@@ -110,3 +110,13 @@ def test_serving_is_rate_limited_per_ip_and_overall():
     busy = c.admit("10.0.0.3", 32.0)
     assert busy is not None and "busy" in busy
     assert c.admit("10.0.0.3", 60.0) is None, "the window slid past the first one"
+
+
+def test_arrived_tells_a_confirmed_nonce_from_one_that_never_came():
+    c = core(wait=5.0)
+    n1, n2 = c.begin(ASKED, 0.0), c.begin(ASKED, 0.0)
+    assert n1 is not None and n2 is not None
+    c.probe_received(probe(n1), PROBER, sent_to=False, now=1.0)
+    c.probe_received(probe(n2), ASKED, sent_to=False, now=1.0)  # rejected
+    c.probe_received(probe(n2), PROBER, sent_to=False, now=6.0)  # too late
+    assert c.arrived(n1) and not c.arrived(n2)
