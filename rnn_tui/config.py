@@ -194,6 +194,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("relay.enabled", _choice("auto", "true", "false"), lambda: "auto", "offer relay service: auto = when publicly reachable", "relay"),
     Setting("relay.max_reservations", _int(0, 100_000), lambda: 128, "reservations a relay accepts"),
     Setting("relay.max_circuits", _int(0, 100_000), lambda: 64, "concurrent relayed circuits"),
+    Setting("nat.check_interval", _float(0.5, 3600.0), lambda: 60.0, "seconds between network-change checks (local addresses, fresh observations, relays)"),
     Setting("executor.enabled", _bool, lambda: True, "accept jobs from other peers"),
     Setting("executor.max_concurrent_jobs", _int(0, 1024), lambda: 4, "jobs run at once"),
     Setting("executor.max_memory_mb", _int(16, 1_048_576), lambda: 2048, "memory cap per job"),

@@ -148,7 +148,8 @@ class Node:
         self.transport.listen_addrs = self._listen_addrs(bound)
         self.nat = NatService(self.transport, self._nat_settings(),
                               local_addrs=lambda: self._listen_addrs(bound),
-                              on_change=self._on_nat_change, on_punch=self._on_punch)
+                              on_change=self._on_nat_change, on_punch=self._on_punch,
+                              reprobe=self._reprobe_dht)
         self._components.append(self.nat)
         self.dht = DhtNode(self.transport.endpoint.send_raw,
                            config=DhtConfig(read_only=self.config["dht.read_only"] == "true"),
@@ -196,15 +197,19 @@ class Node:
         limits = RelayLimits(max_reservations=int(self.config["relay.max_reservations"]),
                              max_circuits=int(self.config["relay.max_circuits"]))
         return NatSettings(relay_enabled={"auto": None, "true": True, "false": False}[mode],
-                           relay_limits=limits)
+                           relay_limits=limits,
+                           check_interval=float(self.config["nat.check_interval"]))
 
     def _on_nat_change(self, status: NatStatus, relays: list[ActiveRelay]) -> None:
         """Detection or relays changed: update what we advertise and republish it."""
         kind = status.nat_type.value
         self.nat_type = {"public": "none"}.get(kind, kind)
         self.reachability = {"public": "public", "eim": "private", "edm": "private"}.get(kind, "unknown")
-        if status.external is not None:
-            self.external_addrs = {f"{status.external[0]}:{status.external[1]}"}
+        # What detection agrees on now; an address from before a network change goes.
+        self.external_addrs = {f"{status.external[0]}:{status.external[1]}"} \
+            if status.external is not None else set()
+        if self.transport is not None and self.bound_addr is not None:
+            self.transport.listen_addrs = self._listen_addrs(self.bound_addr)
         self.relay_addrs = [f"{r.peer}@{r.addr[0]}:{r.addr[1]}" for r in relays]
         if self.dht is not None and self.nat is not None \
                 and self.config["dht.read_only"] == "auto" \
@@ -229,6 +234,18 @@ class Node:
         store = self.store
         self.tasks.spawn(f"punch-record:{outcome.peer.short}:{id(outcome)}",
                          store.call(record_punch, store, row))
+
+    async def _reprobe_dht(self) -> None:
+        """Ping a few DHT nodes: every reply's ``ip`` field is a fresh observation of us.
+
+        Why: after a network change the detector has forgotten the old observations;
+        without new ones it would wait for the next lookup to learn our new address.
+        """
+        if self.dht is None:
+            return
+        nodes = self.dht.routing_nodes()[:8]
+        await asyncio.gather(*(self.dht.ping((h, p), timeout=3.0) for _, h, p in nodes),
+                             return_exceptions=True)
 
     async def _dht_start(self, saved: list[tuple[bytes, str, int]]) -> None:
         assert self.dht is not None and self.peers is not None

@@ -20,8 +20,9 @@ import os
 import socket
 import struct
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from rnn_tui.errors import RnnError
 from rnn_tui.identity import PeerId
@@ -50,7 +51,13 @@ from rnn_tui.nat.punch_driver import HolePuncher, PunchOutcome
 from rnn_tui.nat.relay_core import RelayLimits
 from rnn_tui.nat.relay_driver import RelayClient, RelayRefused, RelayService
 from rnn_tui.nat.relay_manager import ActiveRelay, RelayManager
-from rnn_tui.transport import PeerConnected, PeerConnection, Transport, TransportEvent
+from rnn_tui.transport import (
+    PeerConnected,
+    PeerConnection,
+    PeerDisconnected,
+    Transport,
+    TransportEvent,
+)
 from rnn_tui.transport.messages import parse_addr
 from rnn_tui.util.tasks import TaskManager
 
@@ -100,13 +107,19 @@ class NatService:
     def __init__(self, transport: Transport, settings: NatSettings | None = None, *,
                  local_addrs: Callable[[], Sequence[Addr]] | None = None,
                  on_change: Callable[[NatStatus, list[ActiveRelay]], None] = lambda s, r: None,
-                 on_punch: Callable[[PunchOutcome], None] = lambda o: None) -> None:
+                 on_punch: Callable[[PunchOutcome], None] = lambda o: None,
+                 reprobe: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
         self.transport = transport
         self.settings = settings or NatSettings()
         self._local_addrs = local_addrs or (
             lambda: interface_addresses(transport.endpoint.local_addr[1]))
         self.on_change = on_change
         self.on_punch = on_punch  # every finished punch (the node persists its history)
+        # Ask peers we already know (the node pings DHT nodes) for fresh observations:
+        # after a network change old ones describe the old network, and new connections
+        # may be minutes away.
+        self._reprobe = reprobe
+        self._last_check = float("-inf")
         self.detector = NatDetector(self.settings.detect)
         # Relayed and birthday-punched connections live outside the transport's table
         # (their datagrams do not use the shared socket), so the transport never reports
@@ -175,6 +188,7 @@ class NatService:
     def check(self) -> None:
         """Periodic, and on socket errors: local addresses, expiries, relays."""
         now = self._loop.time()
+        self._last_check = now
         self.detector.set_local_addrs(self._local_addrs(), now)
         self.detector.handle_timer(now)
         self._drain()
@@ -183,6 +197,24 @@ class NatService:
             self._tasks.spawn("relays", self.relays.refresh())
         for conn in self.transport.connections():
             self._maybe_ask_dial_back(conn)
+        self._start_reprobe()
+
+    def _start_reprobe(self) -> None:
+        if self._reprobe is not None and not self._closed \
+                and not self._tasks.is_running("reprobe"):
+            self._tasks.spawn("reprobe", self._reprobe())
+
+    def _check_soon(self, delay: float = 1.0) -> None:
+        """A connection failed: the network may have changed; check now, not in a minute."""
+        spacing = min(10.0, self.settings.check_interval)
+        if self._closed or self._tasks.is_running("check-soon") \
+                or self._loop.time() - self._last_check < spacing:
+            return  # under churn, at most one extra check per ``spacing``
+
+        async def later() -> None:
+            await asyncio.sleep(delay)
+            self.check()
+        self._tasks.spawn("check-soon", later())
 
     def _refresh_relays_if_short(self) -> None:
         if self._closed or self.detector.status.nat_type is NatType.PUBLIC:
@@ -352,7 +384,9 @@ class NatService:
 
     # -- internals -------------------------------------------------------------------
     def _on_transport_event(self, event: TransportEvent) -> None:
-        if isinstance(event, PeerConnected) and self.path_type(event.connection) \
+        if isinstance(event, PeerDisconnected):
+            self._check_soon()
+        elif isinstance(event, PeerConnected) and self.path_type(event.connection) \
                 is PathType.DIRECT:
             self._tasks.spawn(f"identify:{event.peer_id.short}",
                               self._identify(event.connection), replace=True)
@@ -529,12 +563,22 @@ class NatService:
             self.dial_back_failures = 0  # they described the old address
             self._asked.clear()  # ask peers again about the new one
             self._repunch_relayed()
+            self._reselect_relays()
+            if isinstance(ev, LocalAddressesChanged):
+                self._start_reprobe()
             return True
         return False
 
     def _enable_relay(self) -> None:
         if self.relay_service is None:
             self.relay_service = RelayService(self.transport, self.settings.relay_limits)
+
+    def _reselect_relays(self) -> None:
+        """After a network change: drop relays we lost, fill the slots (NATed only)."""
+        if self._closed or self.detector.status.nat_type is NatType.PUBLIC:
+            return
+        if not self._tasks.is_running("relays"):
+            self._tasks.spawn("relays", self.relays.refresh())
 
     def _repunch_relayed(self) -> None:
         for conn in self.relay_client.relayed_connections():
