@@ -49,7 +49,7 @@ from rnn_tui.nat.model import Addr, NatType, PathType, check_addr
 from rnn_tui.nat.punch_core import PunchConfig, PunchEvent, PunchStarted, PunchSucceeded
 from rnn_tui.nat.punch_driver import HolePuncher, PunchOutcome
 from rnn_tui.nat.relay_core import RelayLimits
-from rnn_tui.nat.relay_driver import RelayClient, RelayRefused, RelayService
+from rnn_tui.nat.relay_driver import RELAY_CAPABILITY, RelayClient, RelayRefused, RelayService
 from rnn_tui.nat.relay_manager import ActiveRelay, RelayManager
 from rnn_tui.transport import (
     PeerConnected,
@@ -58,7 +58,7 @@ from rnn_tui.transport import (
     Transport,
     TransportEvent,
 )
-from rnn_tui.transport.messages import parse_addr
+from rnn_tui.transport.messages import Identify, parse_addr
 from rnn_tui.util.tasks import TaskManager
 
 __all__ = ["NatService", "NatSettings", "interface_addresses"]
@@ -120,6 +120,7 @@ class NatService:
         # may be minutes away.
         self._reprobe = reprobe
         self._last_check = float("-inf")
+        self._scanned: dict[PeerId, float] = {}  # peer -> when we last re-identified it
         self.detector = NatDetector(self.settings.detect)
         # Relayed and birthday-punched connections live outside the transport's table
         # (their datagrams do not use the shared socket), so the transport never reports
@@ -198,6 +199,41 @@ class NatService:
         for conn in self.transport.connections():
             self._maybe_ask_dial_back(conn)
         self._start_reprobe()
+        if self.detector.status.nat_type is not NatType.PUBLIC \
+                and len(self.relays.active) < self.relays.want \
+                and not self._tasks.is_running("relay-scan"):
+            self._tasks.spawn("relay-scan", self._scan_relays(now))
+
+    async def _scan_relays(self, now: float, per_scan: int = 8,
+                           every: float = 600.0) -> None:
+        """Re-identify connected peers: one may have turned relay on since we met it.
+
+        Why: under ``relay.enabled: auto`` a node becomes a relay only once dial-backs
+        confirm it is public, which is usually after its first identify exchange with us.
+        Bounded: ``per_scan`` peers, each at most once per ``every`` seconds.
+        """
+        found: list[tuple[Addr, PeerId]] = []
+        asked = 0
+        for conn in list(self.transport.connections()):
+            peer = conn.peer_id
+            if peer is None or not conn.is_open or self.path_type(conn) is not PathType.DIRECT:
+                continue
+            ident = conn.peer_identify
+            if isinstance(ident, Identify) and RELAY_CAPABILITY in ident.capabilities:
+                found.append((conn.remote_addr, peer))
+                continue
+            if asked >= per_scan or now - self._scanned.get(peer, float("-inf")) < every:
+                continue
+            asked += 1
+            self._scanned[peer] = now
+            try:
+                reply = await self.transport.identify(conn, timeout=5.0)
+            except RnnError:
+                continue
+            if RELAY_CAPABILITY in reply.capabilities:
+                found.append((conn.remote_addr, peer))
+        if found:
+            self.add_relay_candidates(found)
 
     def _start_reprobe(self) -> None:
         if self._reprobe is not None and not self._closed \
@@ -447,10 +483,12 @@ class NatService:
 
     @property
     def unreachable(self) -> bool:
-        """Known to be behind a NAT that filters: a dial-back was sent and never arrived,
-        none reached our agreed address.  (UNKNOWN is not unreachable: no evidence.)"""
-        st = self.detector.status
-        return st.nat_type in (NatType.EIM, NatType.EDM) and self.dial_back_failures > 0
+        """A dial-back was sent and never arrived, and none has since made us PUBLIC.
+
+        Sticky across network changes (while detection starts over, we stay what we last
+        knew) until dial-backs prove us reachable; with no failure at all there is no
+        evidence, and we are not called unreachable."""
+        return self.dial_back_failures > 0 and self.detector.status.nat_type is not NatType.PUBLIC
 
     def _on_dial_back_probe(self, data: bytes, addr: Addr) -> None:
         out = self.dialback.probe_received(
@@ -555,13 +593,14 @@ class NatService:
     def _handle(self, ev: DetectEvent) -> bool:
         if isinstance(ev, NatTypeChanged):
             log.info("NAT type %s -> %s", ev.old.value, ev.new.value)
-            if ev.new is NatType.PUBLIC and self.settings.relay_enabled is None:
-                self._enable_relay()  # relay.enabled: auto, once dial-back confirmed us
+            if ev.new is NatType.PUBLIC:
+                self.dial_back_failures = 0  # proven reachable now
+                if self.settings.relay_enabled is None:
+                    self._enable_relay()  # relay.enabled: auto, once dial-back confirmed us
             return True
         if isinstance(ev, ExternalAddressChanged | LocalAddressesChanged):
             log.info("network change: %s", ev)
-            self.dial_back_failures = 0  # they described the old address
-            self._asked.clear()  # ask peers again about the new one
+            self._asked.clear()  # ask peers about the new address
             self._repunch_relayed()
             self._reselect_relays()
             if isinstance(ev, LocalAddressesChanged):
