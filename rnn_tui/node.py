@@ -392,6 +392,7 @@ class Node:
             "peers_connected": self.peers.connected_count() if self.peers else 0,
             "metadata_seq": self.peers.published_seq if self.peers else None,
             "dht_nodes": len(self.dht.routing_nodes()) if self.dht else 0,
+            "dht_read_only": bool(self.dht and self.dht.read_only),
             "peer_id": str(self.identity.peer_id),
             "short_id": self.identity.peer_id.short,
             "version": __version__,
