@@ -334,7 +334,10 @@ class NatService:
             if direct is not None and not direct.done():
                 direct.cancel()  # _dial_any hands its pending dials to loser tasks
             if relay is not None and not relay.done():
-                self._tasks.spawn(f"relay-loser:{id(relay)}", self._close_relay_loser(relay))
+                if self._tasks.closed:
+                    relay.cancel()  # shutting down: nothing is kept anyway
+                else:
+                    self._tasks.spawn(f"relay-loser:{id(relay)}", self._close_relay_loser(relay))
         raise RnnError(f"cannot reach {peer.short}: " + ("; ".join(errors) or "no address"))
 
     async def _via_relays(self, peer: PeerId, relays: Sequence[tuple[Addr, PeerId]],

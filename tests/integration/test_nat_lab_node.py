@@ -118,8 +118,14 @@ def test_dial_back_and_network_change_with_real_nodes(tmp_path: Path) -> None:
             pong = wait_for(lambda: e.cli("ping", ids["pub1"], timeout=20), 60,
                             "e to reach pub1 after the move")
             assert pong["rtt_ms"] > 0
+        except AssertionError as exc:
+            failure: AssertionError | None = exc
+        else:
+            failure = None
         finally:
             logs = {name: node.stop() for name, node in nodes.items()}
+        if failure is not None:
+            raise AssertionError(f"{failure}\n===== e\n{logs.get('e', '')[-6000:]}") from None
         for name, log in logs.items():
             assert "Traceback" not in log, f"{name}:\n{log[-4000:]}"
         assert "network change" in logs["e"], logs["e"][-4000:]
