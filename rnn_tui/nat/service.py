@@ -138,8 +138,8 @@ class NatService:
         self.dialback = DialBackCore(self.settings.dial_back, rng_bytes=os.urandom)
         self._asked: dict[str, float] = {}  # peer IP -> when we last asked it to dial back
         self.dial_backs: deque[DialBackConfirmed] = deque(maxlen=8)  # latest, for status
-        # Dial-backs a peer says it sent that never reached us (since the last network
-        # change): evidence that a filter drops unsolicited packets, i.e. unreachable.
+        # Dial-backs a peer says it sent that never reached us (until dial-backs make us
+        # PUBLIC): evidence that a filter drops unsolicited packets, i.e. unreachable.
         self.dial_back_failures = 0
         self._loop = asyncio.get_running_loop()
         self._tasks = TaskManager("nat")
