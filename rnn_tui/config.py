@@ -106,6 +106,18 @@ def _choice(*choices: str) -> Callable[[Any, bool], str]:
     return parse
 
 
+def _auto_bool(raw: Any, from_text: bool) -> str:
+    """``auto``, ``true`` or ``false``; YAML booleans and the usual words are accepted."""
+    if isinstance(raw, bool):
+        return "true" if raw else "false"
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return "auto"
+    try:
+        return "true" if _bool(raw, True) else "false"
+    except ValueError:
+        raise ValueError(f"expected auto, true or false, got {raw!r}") from None
+
+
 def _optional_path(raw: Any, from_text: bool) -> Path | None:
     if raw is None or (from_text and raw == ""):
         return None
@@ -176,12 +188,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("node.ipv6", _bool, lambda: True, "also listen on IPv6 (dual stack) where the host has it"),
     Setting("dht.bootstrap", _hostports, lambda: list(PUBLIC_BOOTSTRAP), "DHT bootstrap nodes, HOST:PORT", "bootstrap"),
     Setting("dht.topic", _str, lambda: DEFAULT_TOPIC, "the mesh topic; its sha1 is the DHT infohash peers announce"),
-    Setting("dht.read_only", _bool, lambda: False, "BEP 43 read-only mode (for nodes that cannot be reached)"),
+    Setting("dht.read_only", _auto_bool, lambda: "auto", "BEP 43 read-only mode: auto = while a dial-back shows we are behind a filtering NAT"),
     Setting("keystore.passphrase_file", _optional_path, lambda: None, "file holding the keystore passphrase", "passphrase_file"),
     Setting("keystore.kdf_cost", _choice("moderate", "interactive"), lambda: "moderate", "Argon2id cost for new keystores"),
     Setting("relay.enabled", _choice("auto", "true", "false"), lambda: "auto", "offer relay service: auto = when publicly reachable", "relay"),
     Setting("relay.max_reservations", _int(0, 100_000), lambda: 128, "reservations a relay accepts"),
     Setting("relay.max_circuits", _int(0, 100_000), lambda: 64, "concurrent relayed circuits"),
+    Setting("nat.check_interval", _float(0.5, 3600.0), lambda: 60.0, "seconds between network-change checks (local addresses, fresh observations, relays)"),
     Setting("executor.enabled", _bool, lambda: True, "accept jobs from other peers"),
     Setting("executor.max_concurrent_jobs", _int(0, 1024), lambda: 4, "jobs run at once"),
     Setting("executor.max_memory_mb", _int(16, 1_048_576), lambda: 2048, "memory cap per job"),

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from rnn_tui.components.services import ServicesComponent
     from rnn_tui.dht.driver import DhtNode
     from rnn_tui.discovery.peer_manager import PeerManager
+    from rnn_tui.nat.punch_driver import PunchOutcome
     from rnn_tui.nat.service import NatService
     from rnn_tui.transport.manager import Transport
 
@@ -147,10 +148,11 @@ class Node:
         self.transport.listen_addrs = self._listen_addrs(bound)
         self.nat = NatService(self.transport, self._nat_settings(),
                               local_addrs=lambda: self._listen_addrs(bound),
-                              on_change=self._on_nat_change)
+                              on_change=self._on_nat_change, on_punch=self._on_punch,
+                              reprobe=self._reprobe_dht)
         self._components.append(self.nat)
         self.dht = DhtNode(self.transport.endpoint.send_raw,
-                           config=DhtConfig(read_only=bool(self.config["dht.read_only"])),
+                           config=DhtConfig(read_only=self.config["dht.read_only"] == "true"),
                            on_external_address=self._on_dht_external_address,
                            on_address_reported=self.nat.observe)  # KRPC ``ip`` → NAT type
         self.transport.endpoint.dht_handler = self.dht.datagram_received
@@ -195,18 +197,55 @@ class Node:
         limits = RelayLimits(max_reservations=int(self.config["relay.max_reservations"]),
                              max_circuits=int(self.config["relay.max_circuits"]))
         return NatSettings(relay_enabled={"auto": None, "true": True, "false": False}[mode],
-                           relay_limits=limits)
+                           relay_limits=limits,
+                           check_interval=float(self.config["nat.check_interval"]))
 
     def _on_nat_change(self, status: NatStatus, relays: list[ActiveRelay]) -> None:
         """Detection or relays changed: update what we advertise and republish it."""
         kind = status.nat_type.value
         self.nat_type = {"public": "none"}.get(kind, kind)
         self.reachability = {"public": "public", "eim": "private", "edm": "private"}.get(kind, "unknown")
-        if status.external is not None:
-            self.external_addrs = {f"{status.external[0]}:{status.external[1]}"}
+        # What detection agrees on now; an address from before a network change goes.
+        self.external_addrs = {f"{status.external[0]}:{status.external[1]}"} \
+            if status.external is not None else set()
+        if self.transport is not None and self.bound_addr is not None:
+            self.transport.listen_addrs = self._listen_addrs(self.bound_addr)
         self.relay_addrs = [f"{r.peer}@{r.addr[0]}:{r.addr[1]}" for r in relays]
+        if self.dht is not None and self.nat is not None \
+                and self.config["dht.read_only"] == "auto" \
+                and self.dht.read_only != self.nat.unreachable:
+            log.info("DHT read-only (BEP 43) %s: %s", "on" if self.nat.unreachable else "off",
+                     "not reachable from outside" if self.nat.unreachable else "reachable again")
+            self.dht.set_read_only(self.nat.unreachable)
         if self.peers is not None:
             self.peers.metadata_changed()
+
+    def _on_punch(self, outcome: PunchOutcome) -> None:
+        """Persist every finished punch (bounded per peer) for ``rnn peer`` and the API."""
+        from rnn_tui.store.punches import PunchRow, record_punch
+        from rnn_tui.transport.messages import format_addr
+
+        if self.store is None or self.tasks.closed:
+            return
+        row = PunchRow(str(outcome.peer), time.time() - outcome.duration, outcome.strategy.value,
+                       outcome.path.value, outcome.time_to_direct, outcome.attempts,
+                       format_addr(outcome.remote) if outcome.remote else "",
+                       "" if outcome.path.value == "direct" else (outcome.reason or "no reason given"))
+        store = self.store
+        self.tasks.spawn(f"punch-record:{outcome.peer.short}:{id(outcome)}",
+                         store.call(record_punch, store, row))
+
+    async def _reprobe_dht(self) -> None:
+        """Ping a few DHT nodes: every reply's ``ip`` field is a fresh observation of us.
+
+        Why: after a network change the detector has forgotten the old observations;
+        without new ones it would wait for the next lookup to learn our new address.
+        """
+        if self.dht is None:
+            return
+        nodes = self.dht.routing_nodes()[:8]
+        await asyncio.gather(*(self.dht.ping((h, p), timeout=3.0) for _, h, p in nodes),
+                             return_exceptions=True)
 
     async def _dht_start(self, saved: list[tuple[bytes, str, int]]) -> None:
         assert self.dht is not None and self.peers is not None
@@ -297,7 +336,13 @@ class Node:
         state = self._require_peers().get(pid)
         if state is None:
             raise RnnError(f"unknown peer {params.get('peer_id')!r}")
-        return state.to_dict()
+        from rnn_tui.store.punches import list_punches
+
+        info = state.to_dict()
+        assert self.store is not None
+        rows = await self.store.call(list_punches, self.store, str(pid))
+        info["punches"] = [r.to_dict() for r in rows]
+        return info
 
     async def _ctl_connect(self, params: dict[str, Any]) -> dict[str, Any]:
         target = str(params.get("target", ""))
@@ -341,10 +386,13 @@ class Node:
             "reachability": self.reachability,
             "nat_type": self.nat_type,
             "relays": list(self.relay_addrs),
+            "dial_back_probers": self.nat.detector.dial_back_probers() if self.nat else 0,
+            "relay_service": bool(self.nat and self.nat.relay_service is not None),
             "peers_known": len(self.peers.peers) if self.peers else 0,
             "peers_connected": self.peers.connected_count() if self.peers else 0,
             "metadata_seq": self.peers.published_seq if self.peers else None,
             "dht_nodes": len(self.dht.routing_nodes()) if self.dht else 0,
+            "dht_read_only": bool(self.dht and self.dht.read_only),
             "peer_id": str(self.identity.peer_id),
             "short_id": self.identity.peer_id.short,
             "version": __version__,

@@ -118,6 +118,7 @@ def cmd_peer(args: argparse.Namespace) -> int:
     if args.json:
         print_json(info)
         return 0
+    punches = info.pop("punches", [])
     for key, value in info.items():
         if isinstance(value, dict):
             print(f"{key}:")
@@ -125,7 +126,25 @@ def cmd_peer(args: argparse.Namespace) -> int:
                 print(f"  {k}: {v}")
         else:
             print(f"{key}: {value}")
+    _print_punches(punches)
     return 0
+
+
+def _print_punches(punches: list[dict[str, Any]]) -> None:
+    """The peer's last hole-punch attempts, newest first (one line each)."""
+    import time
+
+    from rnn_tui.commands.common import print_table
+
+    if not punches:
+        print("punches: none recorded")
+        return
+    print("punches:")
+    rows = [[time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(p["started"])), p["strategy"],
+             p["outcome"], f"{p['time_to_direct'] * 1000:.0f}" if p.get("time_to_direct") is not None
+             else "—", str(p["attempts"]), p.get("remote") or "—", p.get("error") or ""]
+            for p in punches]
+    print_table(["STARTED", "STRATEGY", "OUTCOME", "TTD_MS", "TRIES", "DIRECT AT", "ERROR"], rows)
 
 
 def cmd_connect(args: argparse.Namespace) -> int:

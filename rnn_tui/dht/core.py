@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from heapq import heappop, heappush
 from typing import Any
 
@@ -181,6 +181,16 @@ class DhtCore:
 
     def next_event(self) -> DhtEvent | None:
         return self._events.popleft() if self._events else None
+
+    def set_read_only(self, read_only: bool) -> None:
+        """Enter or leave BEP 43 read-only mode (the node learned it is (un)reachable).
+
+        Why at runtime: a node learns whether it is reachable only after it has talked to
+        peers (NAT detection, dial-back); an unreachable node that answers queries gets
+        into routing tables where it is dead weight for everyone else.
+        """
+        if read_only != self.config.read_only:
+            self.config = replace(self.config, read_only=read_only)
 
     def get_timer(self) -> float:
         deadlines = self._deadlines

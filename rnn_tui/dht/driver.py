@@ -247,6 +247,14 @@ class DhtNode:
 
         return [unpack_addr(p) for p in self.core.peer_store.get(infohash, self._loop.time())]
 
+    def set_read_only(self, read_only: bool) -> None:
+        """BEP 43 read-only mode on or off (the node decides from its reachability)."""
+        self.core.set_read_only(read_only)
+
+    @property
+    def read_only(self) -> bool:
+        return self.core.config.read_only
+
     def stats(self) -> dict[str, Any]:
         core = self.core
         s = core.stats
@@ -255,6 +263,7 @@ class DhtNode:
             "node_id": core.node_id.hex(),
             "external_ip": core.external_ip,
             "routing_table": len(core.routing),
+            "read_only": core.config.read_only,
             "buckets": [(b.index, b.nodes, b.good, b.replacements) for b in core.routing.stats(now)],
             "peers_stored": len(core.peer_store),
             "items_stored": len(core.item_store),

@@ -140,6 +140,7 @@ class PeerManager:
         self.tasks = TaskManager("peers")
         self.peers: dict[PeerId, PeerState] = {}
         self.published_seq: int | None = None
+        self._metadata_dirty = False  # a change arrived while a publish was running
         self._published_value: bytes | None = None
         self._dialling: set[Addr] = set()
         self._closed = False
@@ -328,12 +329,21 @@ class PeerManager:
             # a change (addresses, NAT type, services) republishes at once: see metadata_changed()
 
     def metadata_changed(self) -> None:
-        if self._closed or self.tasks.is_running("metadata-now"):
+        if self._closed:
+            return
+        if self.tasks.is_running("metadata-now"):
+            self._metadata_dirty = True  # published again when the running one ends
             return
         self.tasks.spawn("metadata-now", self._publish_now())
 
     async def _publish_now(self) -> None:
-        await self.publish_metadata()
+        """Publish, and again while changes arrived meanwhile (a network change brings
+        several in a row: detection reset, then the new external address)."""
+        while True:
+            self._metadata_dirty = False
+            await self.publish_metadata()
+            if not self._metadata_dirty:
+                return
 
     # -- discovery ----------------------------------------------------------------------
     async def _announce_loop(self) -> None:

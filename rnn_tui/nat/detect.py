@@ -14,8 +14,10 @@ talk to anyway are many independent STUN servers.  But any one of them can lie, 
   is endpoint-independent (``EIM``).  When ≥ ``min_agree`` reporters agree on the IP but
   no port is shared by ``min_agree`` of them, each peer sees another port: endpoint-
   dependent (``EDM``, symmetric).
-* ``PUBLIC`` needs more than a consistent mapping: a peer must have reached us
-  unsolicited at that address (a dial-back), which filtering NATs never allow.
+* ``PUBLIC`` needs more than a consistent mapping: peers must have reached us
+  unsolicited at that very address (a dial-back, see ``dialback.py``), which filtering
+  NATs never allow — and ``min_agree`` distinct prober IPs must have, so one lying
+  peer cannot make us offer relay service from behind a firewall.
 
 Network change: a new set of local addresses clears every observation (they described
 the old network); a new consensus address or type emits an event, so the node can
@@ -108,7 +110,7 @@ class NatDetector:
     def __init__(self, config: DetectConfig | None = None) -> None:
         self.config = config or DetectConfig()
         self._obs: dict[str, _Observation] = {}
-        self._dial_backs: dict[str, float] = {}
+        self._dial_backs: dict[str, tuple[Addr, float]] = {}  # prober ip -> (target, at)
         self._local: tuple[Addr, ...] = ()
         self._status = NatStatus(NatType.UNKNOWN, None, None, 0, False)
         self._events: deque[DetectEvent] = deque()
@@ -129,11 +131,15 @@ class NatDetector:
             del self._obs[next(iter(self._obs))]
         self._reclassify(now)
 
-    def dial_back(self, prober: Addr, now: float) -> None:
-        """A peer reached us unsolicited (we never sent to it first): we are reachable."""
+    def dial_back(self, prober: Addr, target: Addr, now: float) -> None:
+        """A peer reached us unsolicited at ``target`` (an address we never sent to).
+
+        It counts towards ``PUBLIC`` only while ``target`` is our agreed external address.
+        """
         rep = check_addr(prober)
-        if rep is not None:
-            self._dial_backs[rep[0]] = now
+        tgt = check_addr(target)
+        if rep is not None and tgt is not None:
+            self._dial_backs[rep[0]] = (tgt, now)
             self._reclassify(now)
 
     def set_local_addrs(self, addrs: Iterable[Addr], now: float) -> None:
@@ -155,8 +161,8 @@ class NatDetector:
     def handle_timer(self, now: float) -> None:
         ttl = self.config.observation_ttl
         self._obs = {ip: o for ip, o in self._obs.items() if now - o.at < ttl}
-        self._dial_backs = {ip: t for ip, t in self._dial_backs.items()
-                            if now - t < self.config.dial_back_ttl}
+        self._dial_backs = {ip: d for ip, d in self._dial_backs.items()
+                            if now - d[1] < self.config.dial_back_ttl}
         self._reclassify(now)
 
     # -- outputs ---------------------------------------------------------------------
@@ -171,9 +177,14 @@ class NatDetector:
     def next_event(self) -> DetectEvent | None:
         return self._events.popleft() if self._events else None
 
+    def dial_back_probers(self) -> int:
+        """Distinct prober IPs whose dial-back reached our current external address."""
+        ext = self._status.external
+        return sum(1 for tgt, _ in self._dial_backs.values() if tgt == ext)
+
     def get_timer(self) -> float | None:
         times = [o.at + self.config.observation_ttl for o in self._obs.values()]
-        times += [t + self.config.dial_back_ttl for t in self._dial_backs.values()]
+        times += [t + self.config.dial_back_ttl for _, t in self._dial_backs.values()]
         return min(times) if times else None
 
     # -- classification --------------------------------------------------------------
@@ -192,7 +203,8 @@ class NatDetector:
         ports = Counter(o.observed[1] for o in self._obs.values() if o.observed[0] == ip)
         port, same = ports.most_common(1)[0]
         if same >= min_agree and same * 2 > n:
-            confirmed = bool(self._dial_backs)
+            probers = sum(1 for tgt, _ in self._dial_backs.values() if tgt == (ip, port))
+            confirmed = probers >= min_agree
             nat = NatType.PUBLIC if confirmed else NatType.EIM
             return NatStatus(nat, ip, port, same, confirmed)
         if same < min_agree:

@@ -86,6 +86,7 @@ class PunchOutcome:
     time_to_direct: float | None  # from the first punch message to a verified direct QUIC
     attempts: int
     reason: str = ""
+    duration: float = 0.0  # the whole session, success or not (its start is now - duration)
 
 
 @dataclass(eq=False)
@@ -402,7 +403,7 @@ class HolePuncher:
             session.peer, PathType.DIRECT if direct else PathType.RELAYED, conn,
             ev.remote if ev else None, session.core.strategy,
             self._loop.time() - session.started if direct else None, session.core.attempt,
-            reason)
+            reason, self._loop.time() - session.started)
         if conn is not None:
             self._direct[session.peer] = conn
         if not session.done.done():

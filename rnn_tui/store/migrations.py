@@ -90,6 +90,19 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX receipts_run ON receipts (run_id)",
         "CREATE INDEX jobs_run ON jobs (run_id)",
     ]),
+    (4, "hole-punch attempts (bounded per peer)", [
+        """CREATE TABLE punch_attempts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            peer TEXT NOT NULL,
+            started REAL NOT NULL,
+            strategy TEXT NOT NULL,
+            outcome TEXT NOT NULL,
+            time_to_direct REAL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            remote TEXT NOT NULL DEFAULT '',
+            error TEXT NOT NULL DEFAULT '')""",
+        "CREATE INDEX punch_attempts_peer ON punch_attempts (peer, started)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

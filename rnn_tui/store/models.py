@@ -132,7 +132,21 @@ def bind_models(db: pw.Database) -> SimpleNamespace:
         class Meta:
             table_name = "receipts"
 
+    class PunchAttempt(_Base):
+        id = pw.AutoField()
+        peer = pw.TextField()
+        started = pw.FloatField()
+        strategy = pw.TextField()
+        outcome = pw.TextField()
+        time_to_direct = pw.FloatField(null=True)
+        attempts = pw.IntegerField(default=0)
+        remote = pw.TextField(default="")
+        error = pw.TextField(default="")
+
+        class Meta:
+            table_name = "punch_attempts"
+
     return SimpleNamespace(
         Setting=Setting, Peer=Peer, DhtNode=DhtNode, Service=Service, WorkflowRow=WorkflowRow,
-        Run=Run, Job=Job, Transfer=Transfer, Receipt=Receipt,
+        Run=Run, Job=Job, Transfer=Transfer, Receipt=Receipt, PunchAttempt=PunchAttempt,
     )

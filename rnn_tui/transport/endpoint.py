@@ -89,6 +89,11 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         self._raw: list[tuple[bytes, DatagramHandler]] = []
         self._transport: asyncio.DatagramTransport | None = None
         self._family = socket.AF_INET
+        # Destinations we sent to, oldest first (bounded): NAT dial-back asks "did this
+        # datagram come from an address we never sent to?" (a NAT would have let a reply
+        # from such an address in anyway).
+        self._sent_to: dict[Addr, None] = {}
+        self.sent_to_limit = 8192
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -184,7 +189,12 @@ class UdpEndpoint(asyncio.DatagramProtocol):
             self.stats.send_errors += 1
             return
         host, port = addr[0], addr[1]
-        target: tuple[Any, ...] = (host, port)
+        key = (host, port)
+        if key not in self._sent_to:
+            self._sent_to[key] = None
+            if len(self._sent_to) > self.sent_to_limit:
+                del self._sent_to[next(iter(self._sent_to))]
+        target: tuple[Any, ...] = key
         if self._family == socket.AF_INET6 and ":" not in host:
             target = ("::ffff:" + host, port, 0, 0)
         try:
@@ -193,6 +203,11 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         except (OSError, ValueError) as exc:  # e.g. an IPv6 target on an IPv4 socket
             self.stats.send_errors += 1
             log.debug("cannot send to %s: %s", addr, exc)
+
+    def has_sent_to(self, addr: Addr) -> bool:
+        """Whether a datagram left this socket for ``addr`` (among the last
+        ``sent_to_limit`` distinct destinations): unsolicited-inbound test for dial-back."""
+        return (addr[0], addr[1]) in self._sent_to
 
     # ------------------------------------------------------------------ receiving
 

@@ -53,6 +53,12 @@ def test_the_nat_matrix_with_real_nodes(tmp_path: Path) -> None:
         assert rnd.to_public == {role: "direct" for role in rnd.nat_types}, rnd.to_public
         assert [c.cell for c in rnd.cells] == list(CELLS)
         failures += [f"round {n} {c.cell}: {c.error}" for c in rnd.cells if not c.ok]
+        for c in rnd.cells:  # the punch history is stored and shown by ``rnn peer``
+            if c.ok and CELLS[c.cell].punch == "punch":
+                won = [p for p in c.punches if p["outcome"] == "direct"]
+                assert won and won[0]["time_to_direct"] > 0 and won[0]["remote"], c.punches
+            if c.ok and CELLS[c.cell].punch == "dial":
+                assert c.punches == [], c.punches
         for log in rnd.logs.values():
             assert "Traceback" not in log, log
     assert not failures, "\n".join(failures)

@@ -224,9 +224,34 @@ class NatLab:
 
     def add_host_behind(self, router: LabRouter) -> LabHost:
         index = len(router.hosts)
-        ip = f"{router.lan_prefix}.{index + 2}"
         ns = self._new_ns(f"r{self.routers.index(router)}h{index}")
-        port = f"h{index}"
+        ip = self._plug(ns, router)
+        host = LabHost(self, ns, ip, router)
+        router.hosts.append(host)
+        self.hosts.append(host)
+        return host
+
+    def move_host(self, host: LabHost, router: LabRouter) -> str:
+        """Unplug ``host`` and plug it into ``router``'s LAN (a laptop changing networks).
+
+        Its processes keep running; its LAN address, default route and external address
+        (the new router's WAN) change.  Returns the new LAN address.
+        """
+        if host.router is None or host.router is router:
+            raise LabError(f"{host.netns}: only a NATed host can move, to another router")
+        self._ip(host.netns, "link", "del", "eth0")  # removes the old router's end too
+        host.router.hosts.remove(host)
+        host.ip = self._plug(host.netns, router)
+        host.router = router
+        router.hosts.append(host)
+        return host.ip
+
+    def _plug(self, ns: str, router: LabRouter) -> str:
+        """A veth from ``ns`` into ``router``'s LAN bridge; returns the host's new address."""
+        used = {h.ip for h in router.hosts}
+        ip = next(f"{router.lan_prefix}.{i}" for i in range(2, 255)
+                  if f"{router.lan_prefix}.{i}" not in used)
+        port = f"h{ip.rsplit('.', 1)[1]}"
         self._ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", port, "netns",
                  router.netns)
         self._ip(router.netns, "link", "set", port, "master", "lanbr")
@@ -234,10 +259,7 @@ class NatLab:
         self._ip(ns, "addr", "add", f"{ip}/24", "dev", "eth0")
         self._ip(ns, "link", "set", "eth0", "up")
         self._ip(ns, "route", "add", "default", "via", f"{router.lan_prefix}.1")
-        host = LabHost(self, ns, ip, router)
-        router.hosts.append(host)
-        self.hosts.append(host)
-        return host
+        return ip
 
     # -- processes -------------------------------------------------------------------
     def _popen(self, netns: str, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[str]:

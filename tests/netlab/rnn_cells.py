@@ -70,6 +70,7 @@ class CellResult:
     time_to_direct_ms: float | None = None  # the node's own punch timing
     relayed_rtt_ms: float | None = None     # measured by the punch's CONNECT exchange
     rtts_ms: list[float] = field(default_factory=list)
+    punches: list[dict[str, Any]] = field(default_factory=list)  # ``rnn peer B``'s history
     error: str = ""
 
     @property
@@ -213,6 +214,7 @@ def _run_cell(cell: Cell, a: RnnNode, b: RnnNode, a_id: str, b_id: str,
         entry_a = _peer_entry(a, b_id) or entry_a
         entry_b = _wait(lambda: _peer_entry(b, a_id), 20, f"{cell.b} to list {cell.a}")
         res.path_a, res.path_b = str(entry_a["path"]), str(entry_b["path"])
+        res.punches = list((a.cli("peer", b_id) or {}).get("punches") or [])
         res.ok = (res.path_a == cell.expected and res.path_b == cell.expected
                   and len(res.rtts_ms) == pings)
         if not res.ok:

@@ -84,3 +84,20 @@ def test_unreadable_config_file(tmp_path: Path) -> None:
 def test_config_doc_lists_every_setting() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "CONFIG.md").read_text()
     assert settings_markdown() in doc, "docs/CONFIG.md is stale: paste settings_markdown() into it"
+
+
+@pytest.mark.parametrize(("raw", "want"), [("auto", "auto"), (True, "true"), (False, "false"),
+                                           ("yes", "true"), ("off", "false")])
+def test_dht_read_only_accepts_auto_and_booleans(tmp_path, raw, want) -> None:  # type: ignore[no-untyped-def]
+    import yaml
+
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({"dht": {"read_only": raw}}))
+    assert load_config(config_file=path, env={})["dht.read_only"] == want
+
+
+def test_dht_read_only_refuses_other_words(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "config.yaml"
+    path.write_text("dht:\n  read_only: sometimes\n")
+    with pytest.raises(ConfigError, match="auto, true or false"):
+        load_config(config_file=path, env={})

@@ -219,3 +219,11 @@ def test_queries_from_ipv6_are_answered_and_do_not_break_later_replies() -> None
     assert query(core, b"ping", {}, addr=("::1", 6881))[b"y"] == b"r"
     reply = query(core, b"find_node", {b"target": b"T" * 20})
     assert reply[b"y"] == b"r"
+
+
+def test_read_only_mode_can_be_switched_at_runtime() -> None:
+    core = make_core()
+    core.set_read_only(True)
+    assert query(core, b"ping", {}) is None, "read-only: no answer"
+    core.set_read_only(False)
+    assert query(core, b"ping", {}) is not None, "writable again: answers"

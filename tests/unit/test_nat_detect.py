@@ -84,8 +84,11 @@ def test_dial_back_confirms_public_and_expires():
     d = NatDetector(cfg)
     d.observe(reporter(1), EXT, 0.0)
     d.observe(reporter(2), EXT, 0.0)
-    d.dial_back(reporter(3), 1.0)
+    d.dial_back(reporter(3), EXT, 1.0)
+    assert d.status.nat_type is NatType.EIM, "one prober alone is not agreement"
+    d.dial_back(reporter(4), EXT, 2.0)
     assert d.status.nat_type is NatType.PUBLIC and d.status.dial_back_confirmed
+    assert d.dial_back_probers() == 2
     d.observe(reporter(1), EXT, 60.0)
     d.observe(reporter(2), EXT, 60.0)
     d.handle_timer(60.0)
@@ -152,3 +155,36 @@ def test_reporter_table_is_bounded():
 def test_config_requires_real_agreement():
     with pytest.raises(ValueError, match="min_agree"):
         DetectConfig(min_agree=1)
+
+
+def test_dial_backs_to_another_address_do_not_make_us_public():
+    d = NatDetector()
+    d.observe(reporter(1), EXT, 0.0)
+    d.observe(reporter(2), EXT, 0.0)
+    d.dial_back(reporter(3), ("203.0.113.100", 40001), 1.0)  # a port we are not seen at
+    d.dial_back(reporter(4), ("203.0.113.100", 40001), 1.0)
+    assert d.status.nat_type is NatType.EIM and not d.status.dial_back_confirmed
+
+
+def test_one_prober_repeating_itself_counts_once():
+    d = NatDetector()
+    d.observe(reporter(1), EXT, 0.0)
+    d.observe(reporter(2), EXT, 0.0)
+    d.dial_back(("198.51.100.9", 1000), EXT, 1.0)
+    d.dial_back(("198.51.100.9", 2000), EXT, 2.0)  # same IP, fresh port: one prober
+    assert d.status.nat_type is NatType.EIM
+
+
+def test_network_change_forgets_dial_backs():
+    d = NatDetector()
+    d.set_local_addrs([("192.168.1.2", 4000)], 0.0)
+    d.observe(reporter(1), EXT, 0.0)
+    d.observe(reporter(2), EXT, 0.0)
+    d.dial_back(reporter(3), EXT, 1.0)
+    d.dial_back(reporter(4), EXT, 1.0)
+    assert d.status.nat_type is NatType.PUBLIC
+    drain(d)
+    d.set_local_addrs([("192.168.7.2", 4000)], 2.0)
+    assert d.status.nat_type is NatType.UNKNOWN and d.dial_back_probers() == 0
+    kinds = {type(e) for e in drain(d)}
+    assert {LocalAddressesChanged, NatTypeChanged, ExternalAddressChanged} <= kinds
