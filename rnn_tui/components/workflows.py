@@ -35,7 +35,7 @@ from rnn_tui.store import runs as R
 from rnn_tui.transport.session import PeerConnection
 from rnn_tui.util.tasks import TaskManager
 from rnn_tui.workflow import messages as wm
-from rnn_tui.workflow.executor import ExecutorService, ExecutorSettings
+from rnn_tui.workflow.executor import ExecutorService, ExecutorSettings, JournalEntry
 from rnn_tui.workflow.model import JobRecord, JobStatus, RunRecord, RunStatus, Workflow
 from rnn_tui.workflow.orchestrator import Orchestrator, result_name, spread_candidates
 from rnn_tui.workflow.receipts import SignedReceipt, open_receipt
@@ -98,6 +98,43 @@ class _StorePersistence:
             transfer_id, run_id, job, str(peer), f"in:{connection}", sha256, size, 0, "DONE"))
 
 
+class _StoreJournal:
+    """``ExecutorJournal`` over ``store/runs.py``: the jobs this node holds for others."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    @property
+    def store(self) -> Any:
+        assert self.node.store is not None
+        return self.node.store
+
+    async def save(self, entry: JournalEntry) -> None:
+        await self.store.call(R.save_executor_job, self.store, R.ExecutorJobRow(
+            entry.run_id, entry.job, entry.attempt, str(entry.requester), entry.job_id,
+            entry.service, entry.state, {"outputs": [list(r) for r in entry.routing]},
+            time.time()))
+
+    async def forget(self, run_id: str, job: str, attempt: int) -> None:
+        await self.store.call(R.forget_executor_job, self.store, run_id, job, attempt)
+
+    async def load(self) -> list[JournalEntry]:
+        entries = []
+        for row in await self.store.call(R.list_executor_jobs, self.store):
+            try:
+                requester = PeerId.parse(row.requester)
+                routing = tuple((int(c), str(src), str(peer))
+                                for c, src, peer in row.routing.get("outputs", []))
+            except (ValueError, TypeError) as exc:
+                log.warning("executor journal: skipping a damaged row for job %s of run %s "
+                            "(%s)", row.job, row.run_id, exc)
+                await self.forget(row.run_id, row.job, row.attempt)
+                continue
+            entries.append(JournalEntry(row.run_id, row.job, row.attempt, requester,
+                                        row.job_id, row.service, row.state, routing))
+        return entries
+
+
 class WorkflowComponent:
     def __init__(self, node: Node) -> None:
         assert node.identity is not None and node.transport is not None
@@ -114,7 +151,7 @@ class WorkflowComponent:
             node.identity, node.services.registry.get, node.services.runtime,
             node.services.policy, self.transfers, self._connect, self._existing,
             ExecutorSettings(enabled=bool(node.config["executor.enabled"]),
-                             heartbeat_s=heartbeat))
+                             heartbeat_s=heartbeat), journal=_StoreJournal(node))
         self.orchestrator = Orchestrator(
             node.identity, self._connect, _StorePersistence(node), node.config.data_dir,
             publish=node.events.publish,

@@ -90,6 +90,19 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX receipts_run ON receipts (run_id)",
         "CREATE INDEX jobs_run ON jobs (run_id)",
     ]),
+    (4, "jobs this node holds as an executor (restart recovery)", [
+        """CREATE TABLE executor_jobs (
+            run_id TEXT NOT NULL,
+            job TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            requester TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            service TEXT NOT NULL,
+            state TEXT NOT NULL,
+            routing TEXT NOT NULL DEFAULT '{}',
+            updated REAL NOT NULL,
+            PRIMARY KEY (run_id, job))""",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

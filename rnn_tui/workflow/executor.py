@@ -20,6 +20,18 @@ Life of a job here::
 
 A heartbeat goes to the requester for every job held, so it notices a dead executor; if the
 requester stays unreachable for ``orphan_after`` heartbeats, the job is cancelled here.
+
+Restarts.  Every job held is written to a journal (the store's ``executor_jobs``) as its
+state changes, so that nothing held is silently lost when this node stops:
+
+* on a clean shutdown, each requester is told at once (``JobLost``, with what became of the
+  container) before the containers are stopped and removed;
+* after a crash (kill -9), ``recover`` reads the journal back when the node starts, removes
+  any container left for those jobs (noting whether it was still running or how it had
+  exited: its output streamed through a socket that died with us, so it cannot be
+  collected), removes the workspaces, and tells each requester ``JobLost`` with that reason.
+
+The requester's retry policy then applies without waiting for a heartbeat timeout.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any, Protocol
 
 from rnn_tui.errors import RnnError, ServiceError, WorkflowError
 from rnn_tui.identity.keys import Identity, PeerId
@@ -51,7 +64,7 @@ from rnn_tui.workflow.transfer import PathEscape, confine_path, hash_file
 from rnn_tui.workflow.transfer_driver import Landing, TransferService, transfer_id_for
 from rnn_tui.workflow.wire import WfCommand, WfLog, WfReceipt, WfReply, WfReport, XferOffer
 
-__all__ = ["ExecutorService", "ExecutorSettings"]
+__all__ = ["ExecutorJournal", "ExecutorService", "ExecutorSettings", "JournalEntry"]
 
 log = logging.getLogger(__name__)
 Connect = Callable[[PeerId], Awaitable[PeerConnection]]
@@ -67,6 +80,34 @@ class ExecutorSettings:
     heartbeat_s: float = 5.0
     max_reservations: int = 16
     orphan_after: int = 30
+
+
+@dataclass(frozen=True, slots=True)
+class JournalEntry:
+    """One held job as the journal keeps it: enough to say what it was and clean it up.
+
+    ``job_id`` names the workspace and labels the container; ``routing`` is the
+    ``(connection, output, target peer)`` of every output route once the job started.
+    """
+
+    run_id: str
+    job: str
+    attempt: int
+    requester: PeerId
+    job_id: str
+    service: str
+    state: str
+    routing: tuple[tuple[int, str, str], ...] = ()
+
+
+class ExecutorJournal(Protocol):
+    """Where held jobs are persisted (the node gives the store; tests may give the store too)."""
+
+    async def save(self, entry: JournalEntry) -> None: ...
+
+    async def forget(self, run_id: str, job: str, attempt: int) -> None: ...
+
+    async def load(self) -> list[JournalEntry]: ...
 
 
 @dataclass(slots=True)
@@ -130,7 +171,8 @@ class ExecutorService:
     def __init__(self, identity: Identity, get_service: GetService, runtime: DockerRuntime,
                  policy: ExecutorPolicy, transfers: TransferService, connect: Connect,
                  existing: Callable[[PeerId], PeerConnection | None],
-                 settings: ExecutorSettings | None = None) -> None:
+                 settings: ExecutorSettings | None = None,
+                 journal: ExecutorJournal | None = None) -> None:
         self.identity = identity
         self.get_service = get_service
         self.runtime = runtime
@@ -141,16 +183,23 @@ class ExecutorService:
         self.settings = settings or ExecutorSettings()
         self.tasks = TaskManager("executor")
         self._held: dict[tuple[str, str], _Held] = {}
+        self.journal = journal
+        self._writes: asyncio.Queue[tuple[JournalEntry | tuple[str, str, int],
+                                          asyncio.Future[None]]] = asyncio.Queue()
 
     def install(self, handlers: object) -> None:
         handlers.on_request(WfCommand, self._on_command)  # type: ignore[attr-defined]
 
     async def start(self) -> None:
         self.tasks.every("heartbeat", self.settings.heartbeat_s, self._heartbeat)
+        if self.journal is not None:
+            self.tasks.spawn("journal", self._journal_writer())
+            self.tasks.spawn("recover", self.recover())
 
     async def close(self) -> None:
-        for held in list(self._held.values()):
-            await self._drop(held, "the executor node is shutting down")
+        await self._shutdown_held()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._writes.join(), 5.0)
         await self.tasks.shutdown()
 
     @property
@@ -177,6 +226,7 @@ class ExecutorService:
                 return WfReply()  # a repeated start (requester restarted): already running
             held.state = "running"
             held.routes = cmd.outputs
+            self._record(held)
             self.tasks.spawn(f"run:{held.job_id}", self._run(held, cmd))
         elif isinstance(cmd, wm.DeliverOutputs):
             self.tasks.spawn(f"deliver:{held.job_id}:{cmd.delivery}",
@@ -228,7 +278,9 @@ class ExecutorService:
             ws = await asyncio.to_thread(self.runtime.workspace, job_id, service)
         except (RnnError, OSError) as exc:
             return refuse(f"cannot prepare a workspace: {exc}")
-        self._held[(cmd.run_id, cmd.job)] = _Held(requester, cmd, service, ws, resume=resume)
+        held = _Held(requester, cmd, service, ws, resume=resume)
+        self._held[(cmd.run_id, cmd.job)] = held
+        await self._record(held)  # accepted only once the journal knows it
         log.info("accepted job %s of run %s from %s (service %s)", cmd.job, cmd.run_id,
                  requester.short, service.name)
         return wm.JobAccepted(cmd.run_id, cmd.job, cmd.attempt)
@@ -433,6 +485,7 @@ class ExecutorService:
     async def _exit(self, held: _Held, started: float, code: int, reason: str) -> None:
         req = held.request
         held.state = "delivering" if code == 0 else "done"
+        self._record(held)
         service = held.service
         receipt = Receipt(
             run_id=req.run_id, job=req.job, attempt=req.attempt, requester=held.requester,
@@ -479,7 +532,9 @@ class ExecutorService:
                         for s, (_p, size, sha) in sorted(held.outputs.items()))
         if after is not None:
             await asyncio.shield(after)
-        held.state = "done"
+        if held.state != "cancelled":
+            held.state = "done"
+            self._record(held)
         await self._report(held, wm.OutputsDelivered(req.run_id, req.job, req.attempt, delivery,
                                                      digests, failed))
 
@@ -544,10 +599,12 @@ class ExecutorService:
             with contextlib.suppress(RnnError):
                 conns[0].send(WfReport(wm.Heartbeat(req.run_id, req.job, req.attempt)))
 
-    async def _drop(self, held: _Held, reason: str) -> None:
+    async def _drop(self, held: _Held, reason: str, *, forget: bool = True) -> None:
         if self._held.get(held.key) is held:
             del self._held[held.key]
         previous, held.state = held.state, "cancelled"
+        if forget:
+            self._record(held)
         root = held.workspace.root
         self.transfers.abort_incoming(lambda landing: root in landing.root.parents
                                       or landing.root == root, reason)
@@ -565,3 +622,132 @@ class ExecutorService:
                 break
             await asyncio.sleep(0.1)
         await asyncio.to_thread(self.runtime.discard_workspace, held.job_id)
+
+    # ------------------------------------------------------------------ journal and restarts
+    def _record(self, held: _Held) -> asyncio.Future[None]:
+        """Queue a journal write of ``held`` as it is now; writes keep their order.
+
+        Only the acceptance is awaited (a job is accepted once it is on disk); later states
+        are written behind the job so the store never sits on its critical path.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.journal is None:
+            done.set_result(None)
+            return done
+        req = held.request
+        item: JournalEntry | tuple[str, str, int]
+        if held.state == "cancelled":
+            item = (req.run_id, req.job, req.attempt)
+        else:
+            item = JournalEntry(req.run_id, req.job, req.attempt, held.requester, held.job_id,
+                                held.service.name, held.state,
+                                tuple((r.connection, r.source, str(r.target_peer))
+                                      for r in held.routes))
+        self._writes.put_nowait((item, done))
+        return done
+
+    async def _journal_writer(self) -> None:
+        assert self.journal is not None
+        while True:
+            item, done = await self._writes.get()
+            try:
+                if isinstance(item, JournalEntry):
+                    await self.journal.save(item)
+                else:
+                    await self.journal.forget(*item)
+            except RnnError as exc:
+                log.error("executor journal: cannot record %s: %s", item, exc)
+            finally:
+                if not done.done():
+                    done.set_result(None)
+                self._writes.task_done()
+
+    async def recover(self) -> list[tuple[JournalEntry, str]]:
+        """After a restart: clean up every journalled job and tell its requester it is lost.
+
+        Returns ``(entry, reason)`` for every job found (the requesters are told in the
+        background, with retries, since they may still be reconnecting to us).
+        """
+        if self.journal is None:
+            return []
+        found = []
+        for entry in await self.journal.load():
+            live = self._held.get((entry.run_id, entry.job))
+            if live is not None and live.request.attempt == entry.attempt:
+                continue  # accepted by this process already
+            try:
+                state = await asyncio.to_thread(self.runtime.reclaim, entry.job_id)
+            except RnnError as exc:
+                state = {"Error": str(exc)}
+            await asyncio.to_thread(self.runtime.discard_workspace, entry.job_id)
+            reason = _lost_reason(entry.state, state)
+            log.warning("job %s of run %s (attempt %d) was held when this node stopped: %s",
+                        entry.job, entry.run_id, entry.attempt, reason)
+            found.append((entry, reason))
+            self.tasks.spawn(f"lost:{entry.job_id}", self._report_lost(entry, reason))
+        return found
+
+    async def _report_lost(self, entry: JournalEntry, reason: str) -> None:
+        told = await self._tell_lost(entry.requester, wm.JobLost(
+            entry.run_id, entry.job, entry.attempt, reason), tries=8, wait_s=10.0)
+        if not told:
+            log.warning("could not tell %s that job %s of run %s is lost; its heartbeat "
+                        "timeout will", entry.requester.short, entry.job, entry.run_id)
+        assert self.journal is not None
+        with contextlib.suppress(RnnError):
+            await self.journal.forget(entry.run_id, entry.job, entry.attempt)
+
+    async def _tell_lost(self, requester: PeerId, report: wm.JobLost, *, tries: int,
+                         wait_s: float) -> bool:
+        for attempt in range(tries):
+            try:
+                conn = await asyncio.wait_for(self.connect(requester), wait_s)
+                await conn.request(WfReport(report), timeout=wait_s)
+                return True
+            except (TimeoutError, RnnError) as exc:
+                log.info("cannot tell %s that job %s is lost yet (try %d): %s",
+                         requester.short, report.job, attempt + 1, exc)
+            if attempt + 1 < tries:
+                await asyncio.sleep(min(4.0, 0.5 * 2 ** attempt))
+        return False
+
+    async def _shutdown_held(self) -> None:
+        """A clean stop: tell every requester now, then stop and remove what we held.
+
+        A job whose requester could not be told keeps its journal row, so the next start
+        tells it (``recover``).
+        """
+        held = [h for h in self._held.values() if h.state != "cancelled"]
+        reasons = [_SHUTDOWN_REASONS.get(h.state, _SHUTDOWN_REASONS["accepted"]) for h in held]
+        told = await asyncio.gather(*(
+            self._tell_lost(h.requester, wm.JobLost(h.request.run_id, h.request.job,
+                                                    h.request.attempt, why), tries=1, wait_s=3.0)
+            for h, why in zip(held, reasons, strict=True)))
+        for h, ok in zip(held, told, strict=True):
+            await self._drop(h, "the executor node is shutting down", forget=ok)
+
+
+_SHUTDOWN_REASONS = {
+    "accepted": "the executor node shut down before the job started",
+    "running": "the executor node shut down while the job ran; its container was stopped "
+               "and removed",
+    "delivering": "the executor node shut down while delivering the outputs",
+    "done": "the executor node shut down; the job's kept outputs are gone",
+}
+
+
+def _lost_reason(state: str, container: dict[str, Any] | None) -> str:
+    """What an executor that restarted says about a job it held (``container``: its State)."""
+    if state == "accepted":
+        return "the executor restarted before the job started; its reservation was lost"
+    if state in ("delivering", "done"):
+        return "the executor restarted while delivering the outputs; they were lost"
+    if container is None:
+        return "the executor restarted while the job ran; container lost"
+    if "Error" in container and "Status" not in container:
+        return f"the executor restarted while the job ran; container lost ({container['Error']})"
+    if container.get("Running"):
+        return ("the executor restarted while the job ran; container lost (it was still "
+                "running: stopped and removed)")
+    return (f"the executor restarted while the job ran; container lost (it had exited with "
+            f"code {container.get('ExitCode')} but its output was not captured; removed)")

@@ -207,6 +207,22 @@ class OutputsDelivered:
 
 
 @dataclass(frozen=True, slots=True)
+class JobLost:
+    """The executor no longer holds this attempt: it restarted or shut down with it in hand.
+
+    Why a report of its own: without it the requester learns of the loss only from a
+    heartbeat timeout.  The executor sends it as soon as it knows (while shutting down, or
+    when it comes back and finds the attempt in its journal), with what became of the
+    container in ``reason``; the requester's retry policy then applies at once.
+    """
+
+    run_id: str
+    job: str
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     run_id: str
     job: str
@@ -214,4 +230,4 @@ class Heartbeat:
 
 
 Report = (JobAccepted | JobRefused | JobStatusReported | JobExited | OutputsDelivered
-          | Heartbeat)
+          | JobLost | Heartbeat)

@@ -53,6 +53,7 @@ from rnn_tui.workflow.messages import (
     InputRoute,
     JobAccepted,
     JobExited,
+    JobLost,
     JobRefused,
     JobStatusReported,
     OutputDigest,
@@ -443,6 +444,12 @@ class Scheduler:
             return
         self._set_job(name, JobStatus.DELIVERING, now, exit_code=0)
 
+    def _on_lost(self, name: str, report: Report, now: float) -> None:
+        assert isinstance(report, JobLost)
+        executor = self._jobs[name].record.executor
+        self._attempt_failed(name, f"executor {executor!s:.10} lost the job: {report.reason}",
+                             now, notify=False)
+
     def _on_delivered(self, name: str, report: Report, now: float) -> None:
         assert isinstance(report, OutputsDelivered)
         state = self._jobs[name]
@@ -716,5 +723,6 @@ _DISPATCH: dict[type, tuple[frozenset[JobStatus], _Handler]] = {
                 Scheduler._on_exited),
     OutputsDelivered: (frozenset({JobStatus.DELIVERING, JobStatus.COMPLETED}),
                        Scheduler._on_delivered),
+    JobLost: (_ENGAGED | {JobStatus.REQUESTED}, Scheduler._on_lost),
 }
 """Which report is allowed in which job state; anything else is ignored with a reason."""

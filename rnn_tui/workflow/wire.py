@@ -40,7 +40,7 @@ _COMMANDS: dict[str, type] = {c.__name__: c for c in (
     wm.RequestJob, wm.StartJob, wm.DeliverOutputs, wm.CancelJob, wm.ReleaseJob)}
 _REPORTS: dict[str, type] = {c.__name__: c for c in (
     wm.JobAccepted, wm.JobRefused, wm.JobStatusReported, wm.JobExited, wm.OutputsDelivered,
-    wm.Heartbeat)}
+    wm.JobLost, wm.Heartbeat)}
 _XFER_CONTROL: dict[str, type] = {c.__name__: c for c in (
     tc.Offer, tc.ResumeFrom, tc.Ack, tc.End, tc.Completed, tc.Aborted)}
 _NESTED: dict[str, type] = {c.__name__: c for c in (
