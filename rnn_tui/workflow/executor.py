@@ -197,10 +197,12 @@ class ExecutorService:
             self.tasks.spawn("recover", self.recover())
 
     async def close(self) -> None:
-        await self._shutdown_held()
+        dropped = await self._shutdown_held()
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._writes.join(), 5.0)
-        await self.tasks.shutdown()
+        await self.tasks.shutdown()  # run tasks end here: their containers are removed
+        for job_id in dropped:  # the delayed discards were cancelled with the tasks
+            await asyncio.to_thread(self.runtime.discard_workspace, job_id)
 
     @property
     def held_count(self) -> int:
@@ -711,7 +713,7 @@ class ExecutorService:
                 await asyncio.sleep(min(4.0, 0.5 * 2 ** attempt))
         return False
 
-    async def _shutdown_held(self) -> None:
+    async def _shutdown_held(self) -> list[str]:
         """A clean stop: tell every requester now, then stop and remove what we held.
 
         A job whose requester could not be told keeps its journal row, so the next start
@@ -725,6 +727,7 @@ class ExecutorService:
             for h, why in zip(held, reasons, strict=True)))
         for h, ok in zip(held, told, strict=True):
             await self._drop(h, "the executor node is shutting down", forget=ok)
+        return [h.job_id for h in held]
 
 
 _SHUTDOWN_REASONS = {

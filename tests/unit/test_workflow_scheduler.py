@@ -16,6 +16,7 @@ from rnn_tui.workflow.messages import (
     Heartbeat,
     JobAccepted,
     JobExited,
+    JobLost,
     JobRefused,
     JobStatusReported,
     OutputDigest,
@@ -218,6 +219,41 @@ def test_heartbeat_timeout_detects_dead_executor() -> None:
     assert s.run.status is RunStatus.FAILED
 
 
+def test_lost_job_is_retried_at_once_without_a_heartbeat_timeout() -> None:
+    s = make(src=[A], mid=[B, D], end=[C])
+    s.start(0.0)
+    (start_src,) = accept_all(s, now=0.0)
+    assert isinstance(start_src, StartJob)
+    s.receive(A, JobStatusReported(RUN, "src", 1, ExecState.RUNNING), 0.5)
+    # mid's executor restarted while holding its reservation (ACCEPTED, not started)
+    s.receive(B, JobLost(RUN, "mid", 1, "the executor restarted before the job started"), 1.0)
+    (retry,) = drain(s)
+    assert isinstance(retry, RequestJob) and retry.peer == D and retry.attempt == 2
+    assert "lost the job: the executor restarted before the job started; retrying" in \
+        s.job("mid").reason
+    # src's executor lost it while running; src has no retry policy: the run fails, explained
+    s.receive(A, JobLost(RUN, "src", 1, "container lost (it was still running)"), 1.5)
+    assert s.job("src").status is JobStatus.ERRORED
+    assert s.run.status is RunStatus.FAILED
+    assert "lost the job: container lost (it was still running)" in s.run.reason
+    assert not any(isinstance(c, CancelJob) and c.job == "src" for c in drain(s))
+
+
+def test_lost_report_for_another_attempt_or_a_finished_job_is_ignored() -> None:
+    s = make(src=[A], mid=[B], end=[C])
+    s.start(0.0)
+    (start_src,) = accept_all(s, now=0.0)
+    assert isinstance(start_src, StartJob)
+    finish(s, start_src, 1.0)
+    assert s.job("src").status is JobStatus.COMPLETED
+    events(s)
+    s.receive(A, JobLost(RUN, "src", 1, "shut down"), 1.1)
+    s.receive(B, JobLost(RUN, "mid", 7, "shut down"), 1.1)
+    ignored = [e for e in events(s) if isinstance(e, ReportIgnored)]
+    assert len(ignored) == 2 and s.job("src").status is JobStatus.COMPLETED
+    assert s.job("mid").status is not JobStatus.IDLE and s.run.status is RunStatus.RUNNING
+
+
 def test_job_timeout_cancels_the_job() -> None:
     s = make(src=[A], mid=[B], end=[C])
     s.start(0.0)
@@ -401,7 +437,7 @@ def test_restart_resends_lost_requests_and_starts() -> None:
 
 
 REPORT_KINDS = ["accept", "refuse", "queued", "running", "exit0", "exit1", "delivered",
-                "delivered-failed", "heartbeat"]
+                "delivered-failed", "heartbeat", "lost"]
 
 
 def _report(kind: str, job: str, attempt: int, delivery: int) -> object:
@@ -416,6 +452,7 @@ def _report(kind: str, job: str, attempt: int, delivery: int) -> object:
         "delivered-failed": OutputsDelivered(RUN, job, attempt, delivery, (),
                                              ((delivery, "lost"), (99, "no such route"))),
         "heartbeat": Heartbeat(RUN, job, attempt),
+        "lost": JobLost(RUN, job, attempt, "executor restarted"),
     }[kind]
 
 

@@ -51,6 +51,7 @@ REPORTS = [
     wm.JobStatusReported("r", "j", 1, wm.ExecState.RUNNING, "detail"),
     wm.JobExited("r", "j", 1, 137, "killed"),
     wm.OutputsDelivered("r", "j", 1, 0, (wm.OutputDigest("STDOUT", 3, "ab"),), ((1, "gone"),)),
+    wm.JobLost("r", "j", 1, "the executor restarted; container lost"),
     wm.Heartbeat("r", "j", 1),
 ]
 
