@@ -36,7 +36,8 @@ class OutputRoute:
 
     ``target_job`` is ``None`` when the destination is the requester itself; ``target`` is the
     destination interface key (``STDIN``, ``MOUNT:/in``) and ``file`` its file name there.
-    ``connection`` is the index of the workflow connection this route realises.
+    ``connection`` is the index of the workflow connection this route realises; ``stream``
+    means it is piped while the job runs (``stream: true``) rather than sent after it exits.
     """
 
     connection: int
@@ -45,6 +46,7 @@ class OutputRoute:
     target_job: str | None
     target: str | None
     file: str | None
+    stream: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class InputRoute:
 
     An executor accepts an incoming transfer only when it matches one of its input routes
     (peer, job, connection); anything else is refused ("output not in the routing").
+    A ``stream`` input is fed to the job while it arrives, so the job starts without it.
     """
 
     connection: int
@@ -61,6 +64,7 @@ class InputRoute:
     source_peer: PeerId
     target: str
     file: str | None
+    stream: bool = False
 
 
 # --------------------------------------------------------------------------- commands

@@ -264,11 +264,14 @@ class Connection:
 
     ``file`` is the name the data gets at a MOUNT destination or at ``self``; it is a plain
     relative name, confined to the destination directory when the transfer lands.
+    ``stream`` (STDOUT/STDERR → STDIN only) pipes the output into the consumer while the
+    producer still runs, instead of delivering it after the producer exits.
     """
 
     source: PortRef
     target: PortRef | None = None
     file: str | None = None
+    stream: bool = False
 
     @property
     def to_self(self) -> bool:
@@ -277,7 +280,8 @@ class Connection:
     def __str__(self) -> str:
         dst = SELF if self.target is None else str(self.target)
         suffix = f" as {self.file}" if self.file else ""
-        return f"{self.source} -> {dst}{suffix}"
+        streamed = " (streamed)" if self.stream else ""
+        return f"{self.source} -> {dst}{suffix}{streamed}"
 
 
 @dataclass(frozen=True, slots=True)

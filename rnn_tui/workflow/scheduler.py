@@ -89,6 +89,9 @@ _ENGAGED = frozenset({JobStatus.ACCEPTED, JobStatus.READY, JobStatus.QUEUED, Job
                       JobStatus.DELIVERING})
 """States in which an executor holds the job and must show signs of life."""
 
+_FEEDING = frozenset({JobStatus.RUNNING, JobStatus.DELIVERING, JobStatus.COMPLETED})
+"""Producer states in which a streamed pipe it was started with carries (or carried) data."""
+
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
@@ -210,6 +213,11 @@ class Scheduler:
         self._check_acyclic()
         # (upstream job, downstream job, downstream executor) whose outputs arrived there
         self._delivered: set[tuple[str, str, PeerId]] = set()
+        # streamed pipes: the producers feeding each job live, and (producer, consumer,
+        # consumer's executor, consumer's attempt) for every pipe a running producer feeds
+        self._streamed_from = {n: frozenset(c.source.job for _, c in self._conn_in[n]
+                                            if c.stream) for n in self._jobs}
+        self._streaming: set[tuple[str, str, PeerId, int]] = set()
         self._commands: list[Command] = []
         self._events: deque[SchedulerEvent] = deque()
         self._request_phase = True
@@ -434,6 +442,7 @@ class Scheduler:
             self._set_job(name, JobStatus.RUNNING, now, report.detail)
             timeout = self._specs[name].timeout_s
             self._jobs[name].timeout_deadline = None if timeout is None else now + timeout
+            self._dirty.update(self._downstream[name])  # consumers of its streams may start
 
     def _on_exited(self, name: str, report: Report, now: float) -> None:
         assert isinstance(report, JobExited)
@@ -520,6 +529,7 @@ class Scheduler:
                                             reason))
         policy = self._specs[name].retry
         state.receivers.clear()
+        fed = self._end_streams(name)
         if state.tries < policy.attempts and not self._run.is_terminal:
             if policy.other_peer:
                 state.next_candidate += 1
@@ -529,6 +539,7 @@ class Scheduler:
             if policy.backoff_s == 0:
                 state.retry_at = None
                 self._request(name, now)
+            self._fail_fed(name, fed, reason, now)
             return
         changes = {} if exit_code is None else {"exit_code": exit_code}
         self._set_job(name, JobStatus.ERRORED, now, reason, **changes)
@@ -543,6 +554,35 @@ class Scheduler:
                 if other_state.record.status not in JOB_TERMINAL:
                     self._cancel_job(other, now, f"run failed before start: job {name!r} "
                                                  "could not be placed")
+
+    def _end_streams(self, name: str) -> list[str]:
+        """Forget the pipes ``name``'s attempt is part of; the consumers it was feeding live.
+
+        A consumer's failed attempt also forgets that its streamed inputs were delivered: its
+        next attempt is a new workspace, fed again (live, or from the finished output).
+        """
+        fed = []
+        for pipe in list(self._streaming):
+            producer, consumer, executor, attempt = pipe
+            if producer == name:
+                self._streaming.discard(pipe)
+                record = self._jobs[consumer].record
+                if (record.executor, record.attempt) == (executor, attempt) and record.status in (
+                        JobStatus.READY, JobStatus.QUEUED, JobStatus.RUNNING):
+                    fed.append(consumer)
+            elif consumer == name:
+                self._streaming.discard(pipe)
+        for producer in self._streamed_from[name]:
+            self._delivered = {d for d in self._delivered if d[:2] != (producer, name)}
+        return fed
+
+    def _fail_fed(self, name: str, fed: list[str], reason: str, now: float) -> None:
+        """A producer's attempt is retried: the consumers it fed live got a broken stream.
+
+        (A producer that errors for good cancels its consumers as descendants instead.)
+        """
+        for consumer in fed:
+            self._attempt_failed(consumer, f"streamed input from {name!r} failed: {reason}", now)
 
     def _cancel_job(self, name: str, now: float, reason: str) -> None:
         state = self._jobs[name]
@@ -576,6 +616,9 @@ class Scheduler:
             ready = True
             for upstream in self._upstream[name]:
                 up = self._jobs[upstream]
+                if (upstream in self._streamed_from[name] and up.record.status in _FEEDING
+                        and (upstream, name, executor, state.record.attempt) in self._streaming):
+                    continue  # its producer is running and pipes into this very attempt
                 if up.record.status is not JobStatus.COMPLETED:
                     ready = False
                 elif (upstream, name, executor) not in self._delivered:
@@ -599,6 +642,10 @@ class Scheduler:
         state.last_heard = now
         if not resend:
             self._set_job(name, JobStatus.READY, now)
+        for route in outputs:
+            if route.stream and route.target_job is not None:
+                consumer = self._jobs[route.target_job].record
+                self._streaming.add((name, route.target_job, route.target_peer, consumer.attempt))
         self._commands.append(StartJob(executor, self.run_id, name, state.record.attempt,
                                        self._routes_in(name), outputs, delivery=0))
 
@@ -632,7 +679,7 @@ class Scheduler:
             target_executor = self._jobs[conn.target.job].record.executor
             assert target_executor is not None
             routes.append(OutputRoute(index, conn.source.key, target_executor, conn.target.job,
-                                      conn.target.key, conn.file))
+                                      conn.target.key, conn.file, conn.stream))
         return tuple(routes)
 
     def _routes_in(self, name: str) -> tuple[InputRoute, ...]:
@@ -642,7 +689,7 @@ class Scheduler:
             source_executor = self._jobs[conn.source.job].record.executor
             assert source_executor is not None
             routes.append(InputRoute(index, conn.source.job, conn.source.key, source_executor,
-                                     conn.target.key, conn.file))
+                                     conn.target.key, conn.file, conn.stream))
         return tuple(routes)
 
     def _finish_if_done(self, now: float) -> None:

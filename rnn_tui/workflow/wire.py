@@ -147,6 +147,10 @@ def _convert(hint: Any, raw: Any, where: str) -> Any:
             return raw.decode()
         except UnicodeDecodeError:
             raise _bad(where, "text is not UTF-8") from None
+    if hint is bool:
+        if raw not in (0, 1) or not isinstance(raw, int):
+            raise _bad(where, "expected 0 or 1")
+        return bool(raw)
     if hint is int:
         if not isinstance(raw, int):
             raise _bad(where, "expected an integer")

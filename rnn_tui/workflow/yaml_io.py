@@ -74,7 +74,7 @@ _SERVICE_KEYS = ("name", "peer")
 _LIMIT_KEYS = ("cpu_millis", "memory_mb", "pids")
 _RETRY_KEYS = ("attempts", "other_peer", "backoff_s")
 _POSITION_KEYS = ("x", "y")
-_CONNECTION_KEYS = ("from", "to", "file")
+_CONNECTION_KEYS = ("from", "to", "file", "stream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,7 +328,8 @@ class _Reader:
         target_text = self.text(keys["to"], f"{what}.to")
         target = None if target_text == SELF else self.port(keys["to"], f"{what}.to")
         file = self.text(keys["file"], f"{what}.file") if "file" in keys else None
-        return Connection(source, target, file)
+        stream = self.flag(keys["stream"], f"{what}.stream") if "stream" in keys else False
+        return Connection(source, target, file, stream)
 
     def port(self, node: yaml.Node, what: str) -> PortRef:
         text = self.text(node, what)
@@ -440,6 +441,8 @@ def _connection_to_dict(conn: Connection) -> dict[str, Any]:
                            "to": SELF if conn.target is None else str(conn.target)}
     if conn.file is not None:
         out["file"] = conn.file
+    if conn.stream:
+        out["stream"] = True
     return out
 
 
