@@ -35,7 +35,8 @@ from rnn_tui.store import runs as R
 from rnn_tui.transport.session import PeerConnection
 from rnn_tui.util.tasks import TaskManager
 from rnn_tui.workflow import messages as wm
-from rnn_tui.workflow.executor import ExecutorService, ExecutorSettings, JournalEntry
+from rnn_tui.workflow.executor import ExecutorService, ExecutorSettings
+from rnn_tui.workflow.executor_journal import JournalEntry
 from rnn_tui.workflow.model import JobRecord, JobStatus, RunRecord, RunStatus, Workflow
 from rnn_tui.workflow.orchestrator import Orchestrator, result_name, spread_candidates
 from rnn_tui.workflow.receipts import SignedReceipt, open_receipt

@@ -46,10 +46,9 @@ import posixpath
 import re
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
 
 from rnn_tui.errors import RnnError, ServiceError, WorkflowError
 from rnn_tui.identity.keys import Identity, PeerId
@@ -59,9 +58,22 @@ from rnn_tui.services.runtime import DockerRuntime, JobOutcome, JobRequest, Outp
 from rnn_tui.transport.session import PeerConnection
 from rnn_tui.util.tasks import TaskManager
 from rnn_tui.workflow import messages as wm
+from rnn_tui.workflow.executor_journal import (
+    SHUTDOWN_REASONS,
+    ExecutorJournal,
+    JournalEntry,
+    lost_reason,
+)
 from rnn_tui.workflow.receipts import Digest, Receipt, cache_key, params_digest, sign_receipt
+from rnn_tui.workflow.stdin_feed import StdinFeed
 from rnn_tui.workflow.transfer import PathEscape, confine_path, hash_file
-from rnn_tui.workflow.transfer_driver import Landing, TransferService, transfer_id_for
+from rnn_tui.workflow.transfer_driver import (
+    Landing,
+    SendOutcome,
+    StreamSource,
+    TransferService,
+    transfer_id_for,
+)
 from rnn_tui.workflow.wire import WfCommand, WfLog, WfReceipt, WfReply, WfReport, XferOffer
 
 __all__ = ["ExecutorJournal", "ExecutorService", "ExecutorSettings", "JournalEntry"]
@@ -80,34 +92,6 @@ class ExecutorSettings:
     heartbeat_s: float = 5.0
     max_reservations: int = 16
     orphan_after: int = 30
-
-
-@dataclass(frozen=True, slots=True)
-class JournalEntry:
-    """One held job as the journal keeps it: enough to say what it was and clean it up.
-
-    ``job_id`` names the workspace and labels the container; ``routing`` is the
-    ``(connection, output, target peer)`` of every output route once the job started.
-    """
-
-    run_id: str
-    job: str
-    attempt: int
-    requester: PeerId
-    job_id: str
-    service: str
-    state: str
-    routing: tuple[tuple[int, str, str], ...] = ()
-
-
-class ExecutorJournal(Protocol):
-    """Where held jobs are persisted (the node gives the store; tests may give the store too)."""
-
-    async def save(self, entry: JournalEntry) -> None: ...
-
-    async def forget(self, run_id: str, job: str, attempt: int) -> None: ...
-
-    async def load(self) -> list[JournalEntry]: ...
 
 
 @dataclass(slots=True)
@@ -134,6 +118,10 @@ class _Held:
     partial: dict[str, str] = field(default_factory=dict)
     resume: bool = False
     reused: bool = False
+    feed: StdinFeed | None = None                  # STDIN as it lands (read live if streamed)
+    streamed_in: frozenset[int] = frozenset()  # connections fed while the job runs
+    live: dict[int, tuple[StreamSource, asyncio.Future[SendOutcome]]] = field(
+        default_factory=dict)                  # streamed outputs being sent, by connection
 
     @property
     def job_id(self) -> str:
@@ -228,6 +216,7 @@ class ExecutorService:
                 return WfReply()  # a repeated start (requester restarted): already running
             held.state = "running"
             held.routes = cmd.outputs
+            held.streamed_in = frozenset(r.connection for r in cmd.inputs if r.stream)
             self._record(held)
             self.tasks.spawn(f"run:{held.job_id}", self._run(held, cmd))
         elif isinstance(cmd, wm.DeliverOutputs):
@@ -294,13 +283,17 @@ class ExecutorService:
         if held is None:
             raise WorkflowError(f"output not in the routing: no job {offer.target_job!r} of "
                                 f"run {offer.run_id} is held here")
-        if held.state != "accepted":
+        if held.state != "accepted" and offer.connection not in held.streamed_in:
             raise WorkflowError(f"job {offer.target_job!r} already started; inputs are closed")
         target = offer.target or ""
+        feed: StdinFeed | None = None
         if target == "STDIN":
             if not held.service.has_interface(InterfaceType.STDIN):
                 raise WorkflowError(f"service {held.service.name!r} has no STDIN")
             root, name = held.workspace.root / "stdin", STDIN_FILE
+            if held.feed is None:
+                held.feed = StdinFeed(root / f"{STDIN_FILE}.part", root / STDIN_FILE)
+            feed = held.feed
         elif target.startswith("MOUNT:"):
             root, name, direction = _mount_target(held.workspace, target, offer.offer.name
                                                   if self._is_dir_target(held, target) else None)
@@ -314,8 +307,21 @@ class ExecutorService:
         def done(size: int, sha: str) -> None:
             path = confine_path(root, name)
             held.inputs[connection] = _Input(peer, offer.source_job, target, size, sha, path)
+            if feed is not None:
+                feed.finish(size)
 
-        return Landing(root, name, self.policy.max_output_bytes, done)
+        if feed is None:
+            return Landing(root, name, self.policy.max_output_bytes, done)
+        return Landing(root, name, self.policy.max_output_bytes, done,
+                       on_failed=lambda reason: self._stream_failed(held, feed, reason),
+                       on_progress=feed.progress)
+
+    def _stream_failed(self, held: _Held, feed: StdinFeed, reason: str) -> None:
+        """A streamed input broke (its producer failed or vanished): stop this attempt."""
+        feed.fail(reason)
+        if held.state == "running" and held.streamed_in:
+            self.tasks.spawn(f"stream-failed:{held.job_id}", self.runtime.cancel(
+                held.job_id, f"streamed input failed: {reason}"), replace=True)
 
     @staticmethod
     def _is_dir_target(held: _Held, target: str) -> bool:
@@ -334,7 +340,7 @@ class ExecutorService:
                     got.path.unlink()
                 del held.inputs[connection]
         for connection, route in wanted.items():
-            if connection not in held.inputs:
+            if connection not in held.inputs and not route.stream:
                 return (f"input {route.target} from job {route.source_job!r} on "
                         f"{route.source_peer.short} was not received")
         return ""
@@ -358,7 +364,9 @@ class ExecutorService:
             elif held.resume and await self._reuse(held):
                 code, reason = 0, ""
             else:
+                self._start_streams(held, cmd)
                 code, reason = await self._run_container(held)
+                self._end_streams(held, code, reason)
         finally:
             await running
         if held.state == "cancelled":
@@ -380,9 +388,16 @@ class ExecutorService:
     async def _run_container(self, held: _Held) -> tuple[int, str]:
         req = held.request
         stdin_path = held.workspace.root / "stdin" / STDIN_FILE
+        stdin: Path | Iterator[bytes] | None = stdin_path if stdin_path.is_file() else None
+        if held.streamed_in:
+            if held.feed is None:  # nothing offered yet: the producer's offer is on its way
+                root = held.workspace.root / "stdin"
+                root.mkdir(mode=0o700, parents=True, exist_ok=True)
+                held.feed = StdinFeed(root / f"{STDIN_FILE}.part", root / STDIN_FILE)
+            stdin = held.feed.chunks()
         request = JobRequest(
             job_id=held.job_id, service=held.service, requester=held.requester,
-            stdin=stdin_path if stdin_path.is_file() else None,
+            stdin=stdin,
             command=req.args or None, env=dict(req.env),
             timeout_s=None if req.timeout_s is None else max(1, math.ceil(req.timeout_s)),
             # engine logs (timestamped, json-file driver) only when a route ships LOGS: that
@@ -396,6 +411,8 @@ class ExecutorService:
         except RnnError as exc:
             return 125, str(exc)
         self._flush_partial(held)
+        if held.feed is not None and held.feed.failed and result.outcome is not JobOutcome.COMPLETED:
+            return 125, f"streamed input failed: {held.feed.failed}"
         held.outputs["STDOUT"] = (result.stdout_path, 0, "")
         held.outputs["STDERR"] = (result.stderr_path, 0, "")
         if result.logs_path is not None:
@@ -514,6 +531,10 @@ class ExecutorService:
         req = held.request
 
         async def one(route: wm.OutputRoute) -> tuple[int, str] | None:
+            live = held.live.pop(route.connection, None) if delivery == 0 else None
+            if live is not None:  # piped while the job ran: wait for its end
+                sent = await live[1]
+                return None if sent.ok else (route.connection, sent.reason)
             entry = held.outputs.get(route.source)
             if entry is None:
                 return route.connection, f"{route.source} is not an output of this job"
@@ -558,6 +579,10 @@ class ExecutorService:
 
     def _forward_output(self, held: _Held, chunk: OutputChunk) -> None:
         """Live log lines to the requester (one-way, batched per read from the container)."""
+        for route in held.routes:
+            live = held.live.get(route.connection)
+            if live is not None and route.source == chunk.stream.upper():
+                live[0].feed(chunk.data)
         text = held.partial.get(chunk.stream, "") + chunk.data.decode("utf-8", "replace")
         lines = text.split("\n")
         held.partial[chunk.stream] = lines.pop()[-MAX_LOG_LINE:]
@@ -607,6 +632,10 @@ class ExecutorService:
         previous, held.state = held.state, "cancelled"
         if forget:
             self._record(held)
+        if held.feed is not None:
+            held.feed.fail(reason)
+        for source, _sending in held.live.values():
+            source.fail(f"the producing job was stopped: {reason}")
         root = held.workspace.root
         self.transfers.abort_incoming(lambda landing: root in landing.root.parents
                                       or landing.root == root, reason)
@@ -624,6 +653,38 @@ class ExecutorService:
                 break
             await asyncio.sleep(0.1)
         await asyncio.to_thread(self.runtime.discard_workspace, held.job_id)
+
+    # ------------------------------------------------------------------ streamed pipes
+    def _start_streams(self, held: _Held, cmd: wm.StartJob) -> None:
+        """Open a live transfer for every streamed output route before the container starts.
+
+        ``_forward_output`` feeds them as the container writes; ``_end_streams`` ends them
+        when it exits (a failed job aborts them, so the consumers fail with its reason).
+        """
+        req = held.request
+        for route in cmd.outputs:
+            if not route.stream or route.target_job is None or route.source not in (
+                    "STDOUT", "STDERR"):
+                continue
+            source = StreamSource()
+            tid = transfer_id_for(req.run_id, req.job, req.attempt, route.connection, 0,
+                                  route.target_peer, "stream")
+            sending = self.tasks.spawn(f"stream:{held.job_id}:{route.connection}",
+                                       self.transfers.send_stream(
+                route.target_peer, source, transfer_id=tid,
+                name=_SAFE.sub("_", f"{req.job}-{route.source}"), run_id=req.run_id,
+                source_job=req.job, attempt=req.attempt, connection=route.connection,
+                target_job=route.target_job, target=route.target), replace=True)
+            held.live[route.connection] = (source, sending)
+
+    @staticmethod
+    def _end_streams(held: _Held, code: int, reason: str) -> None:
+        for source, _sending in held.live.values():
+            if code == 0:
+                source.end()
+            else:
+                source.fail(f"the producer exited with code {code}"
+                            + (f": {reason}" if reason else ""))
 
     # ------------------------------------------------------------------ journal and restarts
     def _record(self, held: _Held) -> asyncio.Future[None]:
@@ -682,7 +743,7 @@ class ExecutorService:
             except RnnError as exc:
                 state = {"Error": str(exc)}
             await asyncio.to_thread(self.runtime.discard_workspace, entry.job_id)
-            reason = _lost_reason(entry.state, state)
+            reason = lost_reason(entry.state, state)
             log.warning("job %s of run %s (attempt %d) was held when this node stopped: %s",
                         entry.job, entry.run_id, entry.attempt, reason)
             found.append((entry, reason))
@@ -720,7 +781,7 @@ class ExecutorService:
         tells it (``recover``).
         """
         held = [h for h in self._held.values() if h.state != "cancelled"]
-        reasons = [_SHUTDOWN_REASONS.get(h.state, _SHUTDOWN_REASONS["accepted"]) for h in held]
+        reasons = [SHUTDOWN_REASONS.get(h.state, SHUTDOWN_REASONS["accepted"]) for h in held]
         told = await asyncio.gather(*(
             self._tell_lost(h.requester, wm.JobLost(h.request.run_id, h.request.job,
                                                     h.request.attempt, why), tries=1, wait_s=3.0)
@@ -729,28 +790,3 @@ class ExecutorService:
             await self._drop(h, "the executor node is shutting down", forget=ok)
         return [h.job_id for h in held]
 
-
-_SHUTDOWN_REASONS = {
-    "accepted": "the executor node shut down before the job started",
-    "running": "the executor node shut down while the job ran; its container was stopped "
-               "and removed",
-    "delivering": "the executor node shut down while delivering the outputs",
-    "done": "the executor node shut down; the job's kept outputs are gone",
-}
-
-
-def _lost_reason(state: str, container: dict[str, Any] | None) -> str:
-    """What an executor that restarted says about a job it held (``container``: its State)."""
-    if state == "accepted":
-        return "the executor restarted before the job started; its reservation was lost"
-    if state in ("delivering", "done"):
-        return "the executor restarted while delivering the outputs; they were lost"
-    if container is None:
-        return "the executor restarted while the job ran; container lost"
-    if "Error" in container and "Status" not in container:
-        return f"the executor restarted while the job ran; container lost ({container['Error']})"
-    if container.get("Running"):
-        return ("the executor restarted while the job ran; container lost (it was still "
-                "running: stopped and removed)")
-    return (f"the executor restarted while the job ran; container lost (it had exited with "
-            f"code {container.get('ExitCode')} but its output was not captured; removed)")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from rnn_tui.store import Store
 from rnn_tui.store import runs as R
-from rnn_tui.workflow.executor import _lost_reason
+from rnn_tui.workflow.executor_journal import lost_reason as _lost_reason
 
 
 def _row(job: str, attempt: int, state: str = "accepted", updated: float = 1.0) -> R.ExecutorJobRow:
