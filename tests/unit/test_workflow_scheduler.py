@@ -489,3 +489,93 @@ def test_any_report_sequence_is_absorbed(steps: list[tuple[int, str, str, int, i
         assert all(j.status is JobStatus.COMPLETED for j in s.jobs)
     if s.run.is_terminal:
         assert all(j.is_terminal for j in s.jobs)
+
+
+STREAMED = """\
+name: pipe
+jobs:
+  - {name: prod, service: tool, retry: {attempts: 2}}
+  - {name: cons, service: tool, retry: {attempts: 2}}
+connections:
+  - {from: prod.STDOUT, to: cons.STDIN, stream: true}
+  - {from: cons.STDOUT, to: self, file: out.txt}
+"""
+
+
+def _start_pipe() -> tuple[Scheduler, StartJob]:
+    s = make(STREAMED, prod=[A], cons=[B])
+    s.start(0.0)
+    (start_prod,) = accept_all(s)
+    assert isinstance(start_prod, StartJob) and start_prod.job == "prod"
+    (route,) = start_prod.outputs
+    assert route.stream and (route.target_peer, route.target) == (B, "STDIN")
+    return s, start_prod
+
+
+def test_streamed_consumer_starts_when_its_producer_runs_not_before() -> None:
+    s, _start = _start_pipe()
+    assert s.job("cons").status is JobStatus.ACCEPTED  # producer READY, not yet running
+    s.receive(A, JobStatusReported(RUN, "prod", 1, ExecState.RUNNING), 1.0)
+    (start_cons,) = drain(s)
+    assert isinstance(start_cons, StartJob) and start_cons.job == "cons" and start_cons.peer == B
+    (inp,) = start_cons.inputs
+    assert inp.stream and inp.source_peer == A and inp.source_job == "prod"
+    # both run at once; the consumer finishes after the producer's stream ends
+    s.receive(B, JobStatusReported(RUN, "cons", 1, ExecState.RUNNING), 1.5)
+    s.receive(A, JobExited(RUN, "prod", 1, 0), 5.0)
+    s.receive(A, OutputsDelivered(RUN, "prod", 1, 0, (OutputDigest("STDOUT", 3, "ab" * 32),)), 5.1)
+    s.receive(B, JobExited(RUN, "cons", 1, 0), 5.2)
+    s.receive(B, OutputsDelivered(RUN, "cons", 1, 0, (OutputDigest("STDOUT", 3, "cd" * 32),)), 5.3)
+    assert s.run.status is RunStatus.COMPLETED
+
+
+def test_batch_connection_still_waits_for_the_producer_to_complete() -> None:
+    s = make(STREAMED.replace(", stream: true", ""), prod=[A], cons=[B])
+    s.start(0.0)
+    (start_prod,) = accept_all(s)
+    assert isinstance(start_prod, StartJob) and not start_prod.outputs[0].stream
+    s.receive(A, JobStatusReported(RUN, "prod", 1, ExecState.RUNNING), 1.0)
+    assert drain(s) == [] and s.job("cons").status is JobStatus.ACCEPTED
+
+
+def test_producer_failing_mid_stream_fails_the_consumer_it_fed() -> None:
+    s, _start = _start_pipe()
+    s.receive(A, JobStatusReported(RUN, "prod", 1, ExecState.RUNNING), 1.0)
+    drain(s)
+    s.receive(B, JobStatusReported(RUN, "cons", 1, ExecState.RUNNING), 1.2)
+    s.receive(A, JobExited(RUN, "prod", 1, 3, "boom"), 2.0)
+    commands = drain(s)
+    # the producer is retried; the consumer's attempt, fed a broken stream, is cancelled
+    assert s.job("cons").attempt == 2 or s.job("cons").status is not JobStatus.RUNNING
+    assert any(isinstance(c, CancelJob) and c.job == "cons" and c.attempt == 1
+               and "streamed input from 'prod' failed: exited with code 3: boom" in c.reason
+               for c in commands)
+    assert {(c.job, c.attempt) for c in commands if isinstance(c, RequestJob)} == {
+        ("prod", 2), ("cons", 2)}
+    s.receive(A, JobAccepted(RUN, "prod", 2), 2.1)
+    s.receive(B, JobAccepted(RUN, "cons", 2), 2.1)
+    (restart,) = drain(s)
+    assert isinstance(restart, StartJob) and restart.job == "prod" and restart.attempt == 2
+    # the new producer attempt pipes into the consumer's new attempt, once it runs
+    s.receive(A, JobStatusReported(RUN, "prod", 2, ExecState.RUNNING), 2.5)
+    (start_cons,) = drain(s)
+    assert isinstance(start_cons, StartJob) and start_cons.attempt == 2
+
+
+def test_consumer_retried_after_its_producer_completed_gets_a_batch_delivery() -> None:
+    s, _start = _start_pipe()
+    s.receive(A, JobStatusReported(RUN, "prod", 1, ExecState.RUNNING), 1.0)
+    drain(s)
+    s.receive(A, JobExited(RUN, "prod", 1, 0), 2.0)
+    s.receive(A, OutputsDelivered(RUN, "prod", 1, 0, (OutputDigest("STDOUT", 3, "ab" * 32),)), 2.1)
+    assert s.job("prod").status is JobStatus.COMPLETED
+    s.receive(B, JobExited(RUN, "cons", 1, 1, "crashed"), 2.5)
+    (retry,) = drain(s)
+    assert isinstance(retry, RequestJob) and retry.job == "cons" and retry.attempt == 2
+    s.receive(B, JobAccepted(RUN, "cons", 2), 2.6)
+    (redeliver,) = drain(s)
+    assert isinstance(redeliver, DeliverOutputs) and redeliver.job == "prod"
+    assert redeliver.outputs[0].target_peer == B
+    s.receive(A, OutputsDelivered(RUN, "prod", 1, redeliver.delivery), 2.8)
+    (start_cons,) = drain(s)
+    assert isinstance(start_cons, StartJob) and start_cons.job == "cons" and start_cons.attempt == 2
