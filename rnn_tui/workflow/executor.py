@@ -120,6 +120,7 @@ class _Held:
     reused: bool = False
     feed: StdinFeed | None = None                  # STDIN as it lands (read live if streamed)
     streamed_in: frozenset[int] = frozenset()  # connections fed while the job runs
+    hash_only: tuple[str, ...] = ()            # outputs to sign though no route ships them
     live: dict[int, tuple[StreamSource, asyncio.Future[SendOutcome]]] = field(
         default_factory=dict)                  # streamed outputs being sent, by connection
 
@@ -217,6 +218,7 @@ class ExecutorService:
             held.state = "running"
             held.routes = cmd.outputs
             held.streamed_in = frozenset(r.connection for r in cmd.inputs if r.stream)
+            held.hash_only = cmd.hash_only
             self._record(held)
             self.tasks.spawn(f"run:{held.job_id}", self._run(held, cmd))
         elif isinstance(cmd, wm.DeliverOutputs):
@@ -480,17 +482,17 @@ class ExecutorService:
 
     async def _collect_outputs(self, held: _Held) -> str:
         """Find and hash every output a route ships; ``""`` or why one is missing."""
-        for route in held.routes:
-            if route.source in held.outputs or not route.source.startswith("MOUNT:"):
+        for source in (*(r.source for r in held.routes), *held.hash_only):
+            if source in held.outputs or not source.startswith("MOUNT:"):
                 continue
             try:
-                root, name, _direction = _mount_target(held.workspace, route.source, None)
+                root, name, _direction = _mount_target(held.workspace, source, None)
                 path = confine_path(root, name)
             except (WorkflowError, PathEscape) as exc:
-                return f"output {route.source}: {exc}"
+                return f"output {source}: {exc}"
             if not path.is_file():
-                return f"output {route.source} was not written by the job"
-            held.outputs[route.source] = (path, 0, "")
+                return f"output {source} was not written by the job"
+            held.outputs[source] = (path, 0, "")
         for source, (path, _size, sha) in list(held.outputs.items()):
             if sha:
                 continue  # reused from the cache: already hashed

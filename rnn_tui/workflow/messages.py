@@ -93,6 +93,8 @@ class StartJob:
 
     ``delivery`` numbers this job's output deliveries (0 for the first); ``OutputsDelivered``
     echoes it so a later re-delivery (``DeliverOutputs``) is not confused with this one.
+    ``hash_only`` names outputs to hash (and sign) though no route ships them: a redundant
+    replica's outputs are compared, not delivered.
     """
 
     peer: PeerId
@@ -102,6 +104,7 @@ class StartJob:
     inputs: tuple[InputRoute, ...]
     outputs: tuple[OutputRoute, ...]
     delivery: int = 0
+    hash_only: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -223,6 +223,8 @@ class Job:
     ``env`` and ``defaults`` are ordered pairs (not dicts) so the value stays hashable and the
     YAML round trip keeps the author's order.  ``defaults`` maps an input interface key
     (``STDIN``, ``MOUNT:/data/in/params.txt``) to literal text used when nothing is connected.
+    ``redundancy`` runs the job on that many distinct peers and ``confidence`` (default: a
+    strict majority) is how many of them must produce identical outputs for it to complete.
     """
 
     name: str
@@ -236,6 +238,13 @@ class Job:
     timeout_s: float | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     position: Position | None = None
+    redundancy: int = 1
+    confidence: int | None = None
+
+    @property
+    def quorum(self) -> int:
+        """How many replicas must agree: ``confidence``, or a strict majority of them."""
+        return self.confidence if self.confidence is not None else self.redundancy // 2 + 1
 
     @property
     def env_dict(self) -> dict[str, str]:

@@ -340,7 +340,7 @@ class Orchestrator:
         handle = self.runs.get(receipt.run_id)
         if handle is None:
             raise WorkflowError(f"no run {receipt.run_id} here")
-        record = handle.scheduler.job(receipt.job) if receipt.job in handle.workflow.job_names \
+        record = handle.scheduler.job(receipt.job) if handle.scheduler.has_job(receipt.job) \
             else None
         problem = ""
         if record is None:
@@ -374,7 +374,7 @@ class Orchestrator:
         except (RnnError, KeyError, ValueError, AttributeError, UnicodeDecodeError):
             return
         handle = self.runs.get(run_id)
-        if handle is None or job not in handle.workflow.job_names:
+        if handle is None or not handle.scheduler.has_job(job):
             return
         if handle.scheduler.job(job).executor == peer:
             handle.scheduler.report_failure(job, attempt, f"receipt rejected: {why}", self.clock())
@@ -412,7 +412,7 @@ class Orchestrator:
     # ------------------------------------------------------------------ live logs
     async def _on_log(self, conn: PeerConnection, msg: WfLog) -> None:
         handle = self.runs.get(msg.run_id)
-        if handle is None or msg.job not in handle.workflow.job_names:
+        if handle is None or not handle.scheduler.has_job(msg.job):
             return
         record = handle.scheduler.job(msg.job)
         if record.executor != conn.peer_id or record.attempt != msg.attempt:

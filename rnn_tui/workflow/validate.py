@@ -100,6 +100,13 @@ class _Checker:
             self.jobs[job.name] = job
             self.mounts[job.name] = list(job.mounts)
             path: SourcePath = ("jobs", job.name)
+            if job.redundancy > 1 and job.service.peer is not None:
+                self.add((*path, "redundancy"), f"job {job.name!r}: redundancy needs a service "
+                                                "on any peer; this one names a fixed peer")
+            if job.confidence is not None and job.confidence > job.redundancy:
+                self.add((*path, "confidence"), f"job {job.name!r}: confidence "
+                                                f"{job.confidence} is more than its "
+                                                f"redundancy {job.redundancy}")
             if job.retry.other_peer and job.service.peer is not None:
                 self.add((*path, "retry"), f"job {job.name!r}: retry.other_peer needs a service "
                                            "on any peer; this one names a fixed peer")

@@ -69,7 +69,7 @@ _T = TypeVar("_T")
 
 _TOP_KEYS = ("name", "description", "jobs", "connections")
 _JOB_KEYS = ("name", "description", "service", "args", "env", "mounts", "defaults", "limits",
-             "timeout_s", "retry", "position")
+             "timeout_s", "retry", "position", "redundancy", "confidence")
 _SERVICE_KEYS = ("name", "peer")
 _LIMIT_KEYS = ("cpu_millis", "memory_mb", "pids")
 _RETRY_KEYS = ("attempts", "other_peer", "backoff_s")
@@ -249,6 +249,8 @@ class _Reader:
         field("timeout_s", lambda n: self.number(n, f"{where}: timeout_s", float, 0.001))
         field("retry", lambda n: self.retry(n, where, path))
         field("position", lambda n: self.position(n, where, path))
+        field("redundancy", lambda n: self.number(n, f"{where}: redundancy", int, 1))
+        field("confidence", lambda n: self.number(n, f"{where}: confidence", int, 1))
         if broken:
             raise _Skip()
         return Job(**fields)
@@ -433,6 +435,10 @@ def _job_to_dict(job: Job) -> dict[str, Any]:
                         "backoff_s": job.retry.backoff_s}
     if job.position is not None:
         out["position"] = {"x": job.position.x, "y": job.position.y}
+    if job.redundancy != 1:
+        out["redundancy"] = job.redundancy
+    if job.confidence is not None:
+        out["confidence"] = job.confidence
     return out
 
 

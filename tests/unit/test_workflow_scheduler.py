@@ -579,3 +579,102 @@ def test_consumer_retried_after_its_producer_completed_gets_a_batch_delivery() -
     s.receive(A, OutputsDelivered(RUN, "prod", 1, redeliver.delivery), 2.8)
     (start_cons,) = drain(s)
     assert isinstance(start_cons, StartJob) and start_cons.job == "cons" and start_cons.attempt == 2
+
+
+REDUNDANT = """\
+name: red
+jobs:
+  - {name: calc, service: tool, redundancy: 3}
+  - {name: use, service: tool}
+connections:
+  - {from: calc.STDOUT, to: use.STDIN}
+  - {from: use.STDOUT, to: self, file: out.txt}
+"""
+
+
+def _redundant() -> tuple[Scheduler, dict[str, StartJob]]:
+    s = make(REDUNDANT, calc=[A, B, C], use=[D])
+    s.start(0.0)
+    requests = [c for c in drain(s) if isinstance(c, RequestJob)]
+    placed = {(c.job, c.peer) for c in requests}
+    assert placed == {("calc", A), ("calc#2", B), ("calc#3", C), ("use", D)}
+    for req in requests:
+        s.receive(req.peer, JobAccepted(RUN, req.job, req.attempt), 0.1)
+    starts = {c.job: c for c in drain(s) if isinstance(c, StartJob)}
+    assert set(starts) == {"calc", "calc#2", "calc#3"}
+    # only the job itself ships its output; the replicas hash and sign theirs
+    assert starts["calc#2"].outputs == () and starts["calc#2"].hash_only == ("STDOUT",)
+    assert starts["calc"].outputs[0].target_job == "use"
+    return s, starts
+
+
+def _done(s: Scheduler, start: StartJob, sha: str, now: float) -> None:
+    s.receive(start.peer, JobStatusReported(RUN, start.job, 1, ExecState.RUNNING), now)
+    s.receive(start.peer, JobExited(RUN, start.job, 1, 0), now)
+    s.receive(start.peer, OutputsDelivered(RUN, start.job, 1, 0,
+                                           (OutputDigest("STDOUT", 3, sha),)), now)
+
+
+def test_redundant_job_completes_when_a_majority_agrees() -> None:
+    s, starts = _redundant()
+    _done(s, starts["calc"], "aa" * 32, 1.0)
+    assert s.job("calc").status is JobStatus.DELIVERING  # waits for a second vote
+    assert not any(isinstance(c, StartJob) and c.job == "use" for c in drain(s))
+    s.handle_timer(1.5)  # calc waits for votes, not heartbeats
+    _done(s, starts["calc#2"], "aa" * 32, 2.0)
+    assert s.job("calc").status is JobStatus.COMPLETED
+    assert "2 of 3 replicas agree" in s.job("calc").reason
+    commands = drain(s)
+    assert any(isinstance(c, StartJob) and c.job == "use" for c in commands)
+    # the third replica is no longer needed
+    assert s.job("calc#3").status is JobStatus.CANCELLED
+    assert any(isinstance(c, CancelJob) and c.job == "calc#3" for c in commands)
+    (start_use,) = [c for c in commands if isinstance(c, StartJob)]
+    _done(s, start_use, "bb" * 32, 3.0)
+    assert s.run.status is RunStatus.COMPLETED
+
+
+def test_redundant_job_errors_naming_every_hash_when_no_quorum_is_possible() -> None:
+    s, starts = _redundant()
+    _done(s, starts["calc"], "aa" * 32, 1.0)
+    _done(s, starts["calc#2"], "bb" * 32, 1.1)
+    assert s.job("calc").status is JobStatus.DELIVERING
+    _done(s, starts["calc#3"], "cc" * 32, 1.2)
+    record = s.job("calc")
+    assert record.status is JobStatus.ERRORED
+    assert record.reason.startswith("outputs disagree: ")
+    for peer, sha in ((A, "aa"), (B, "bb"), (C, "cc")):
+        assert f"peer {peer.short} sha {sha * 8}" in record.reason
+    assert "need 2 of 3 to agree" in record.reason
+    assert s.job("use").status is JobStatus.CANCELLED
+    assert s.run.status is RunStatus.FAILED and "outputs disagree" in s.run.reason
+
+
+def test_a_failed_replica_is_a_missing_vote_not_a_failed_run() -> None:
+    s, starts = _redundant()
+    s.receive(C, JobExited(RUN, "calc#3", 1, 2, "crashed"), 0.5)
+    assert s.job("calc#3").status is JobStatus.ERRORED and s.run.status is RunStatus.RUNNING
+    _done(s, starts["calc"], "aa" * 32, 1.0)
+    _done(s, starts["calc#2"], "aa" * 32, 1.1)
+    assert s.job("calc").status is JobStatus.COMPLETED
+
+
+def test_redundancy_needs_as_many_distinct_peers() -> None:
+    with pytest.raises(LocalProtocolError, match="redundancy 3 needs as many distinct peers"):
+        make(REDUNDANT, calc=[A, B], use=[D])
+
+
+def test_redundant_run_survives_a_requester_restart() -> None:
+    s, starts = _redundant()
+    _done(s, starts["calc"], "aa" * 32, 1.0)
+    drain(s)
+    wf = load_workflow(REDUNDANT).workflow
+    candidates = {"calc": [Candidate(p, "svc-tool") for p in (A, B, C)],
+                  "use": [Candidate(D, "svc-tool")]}
+    again = Scheduler.restore(s.snapshot(), wf, REQUESTER, candidates, 10.0,
+                              config=SchedulerConfig(request_timeout=5, heartbeat_timeout=4))
+    drain(again)
+    assert again.job("calc").status is JobStatus.DELIVERING and again.has_job("calc#2")
+    again.handle_timer(100.0)  # calc waits for votes, not heartbeats; the replicas time out
+    assert again.job("calc").status is JobStatus.ERRORED
+    assert "replica(s) produced nothing" in again.job("calc").reason
