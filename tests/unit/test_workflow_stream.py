@@ -119,20 +119,23 @@ def test_a_failed_stream_ends_the_feed_with_the_reason(tmp_path: Path) -> None:
     assert result == [[]] and feed.failed == "the producer exited with code 3"
 
 
+REDUNDANT_BASE = BASE + "  - {from: a.STDOUT, to: self, file: o}\n"
+
+
 def test_redundancy_and_confidence_round_trip_and_are_checked() -> None:
-    text = BASE.replace("{name: a, service: x}", "{name: a, service: x, redundancy: 3, "
+    text = REDUNDANT_BASE.replace("{name: a, service: x}", "{name: a, service: x, redundancy: 3, "
                                                  "confidence: 3}")
     workflow = load_workflow(text).workflow
     job = workflow.job("a")
     assert (job.redundancy, job.confidence, job.quorum) == (3, 3, 3)
     assert load_workflow(dump_workflow(workflow)).workflow == workflow
-    assert load_workflow(BASE.replace("{name: a, service: x}",
+    assert load_workflow(REDUNDANT_BASE.replace("{name: a, service: x}",
                                       "{name: a, service: x, redundancy: 4}")
                          ).workflow.job("a").quorum == 3
-    bad = load_workflow(BASE.replace("{name: a, service: x}",
+    bad = load_workflow(REDUNDANT_BASE.replace("{name: a, service: x}",
                                      "{name: a, service: x, redundancy: 2, confidence: 3}"))
     assert any("confidence 3 is more than its redundancy 2" in p.message
                for p in validate_workflow(bad.workflow, bad.marks))
     with pytest.raises(Exception, match="redundancy must be at least 1"):
-        load_workflow(BASE.replace("{name: a, service: x}", "{name: a, service: x, "
+        load_workflow(REDUNDANT_BASE.replace("{name: a, service: x}", "{name: a, service: x, "
                                                             "redundancy: 0}"))
