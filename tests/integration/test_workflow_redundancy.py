@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.integration.workflow_cluster import start_run, wait_run, workflow_cluster
-from tests.nodes import NodeProcess
+from tests.nodes import NodeProcess, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
 
@@ -20,8 +20,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
 def mesh(tmp_path_factory: pytest.TempPathFactory, base_image: str,
          docker_client: Any) -> Iterator[tuple[NodeProcess, list[NodeProcess]]]:
     home = tmp_path_factory.mktemp("wf-redundancy")
+    # finished runs leave memory after 1 s here: everything below reads them back
     with workflow_cluster(home, 210, base_image, 2, {}, heartbeat_s=2.0,
-                          docker_client=docker_client) as pair:
+                          docker_client=docker_client,
+                          RNN_WORKFLOW_FINISHED_RETAIN_S="1") as pair:
         yield pair
 
 
@@ -71,3 +73,19 @@ def test_disagreeing_replicas_fail_the_job_naming_the_hashes(
     assert calc["status"] == "ERRORED"
     assert calc["reason"].startswith("outputs disagree: peer "), calc
     assert calc["reason"].count(" sha ") == 2 and "need 2 of 2 to agree" in calc["reason"]
+
+
+def test_a_finished_run_is_evicted_from_memory_and_read_back(
+        mesh: tuple[NodeProcess, list[NodeProcess]], tmp_path: Path) -> None:
+    requester, _nodes = mesh
+    run_id = start_run(requester, _workflow(tmp_path, "evicted", "echo line-one; echo 7"))
+    assert wait_run(requester, run_id, timeout=90)["status"] == "COMPLETED"
+    logs = requester.data_dir / "runs" / run_id / "logs.jsonl"
+    wait_for(logs.exists, timeout=20, what="the finished run to leave memory",
+             on_fail=requester.tail)
+    status = requester.call("run", "status", run_id)
+    assert status["status"] == "COMPLETED" and {j["job"] for j in status["jobs"]} == {
+        "calc", "calc#2"}
+    res = requester.rnn("run", "logs", run_id, "calc")
+    assert res.returncode == 0 and "line-one" in res.stdout, res.stdout + res.stderr
+    assert requester.rnn("run", "receipts", run_id, "--verify").returncode == 0
