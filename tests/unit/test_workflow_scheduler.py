@@ -678,3 +678,51 @@ def test_redundant_run_survives_a_requester_restart() -> None:
     again.handle_timer(100.0)  # calc waits for votes, not heartbeats; the replicas time out
     assert again.job("calc").status is JobStatus.ERRORED
     assert "replica(s) produced nothing" in again.job("calc").reason
+
+
+MIXED = """\
+name: mixed
+jobs:
+  - {name: src, service: data, retry: {attempts: 2}}
+  - {name: mid, service: tool, redundancy: 2, retry: {attempts: 2, other_peer: true}}
+  - {name: end, service: tool, retry: {attempts: 2}}
+connections:
+  - {from: src.STDOUT, to: mid.STDIN, stream: true}
+  - {from: mid.STDOUT, to: end.STDIN}
+  - {from: end.STDOUT, to: self, file: out.txt}
+"""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.sampled_from(REPORT_KINDS),
+                          st.sampled_from(["src", "mid", "mid#2", "end"]), st.integers(0, 3),
+                          st.integers(0, 2), st.sampled_from([0.0, 0.5, 3.0, 10.0]),
+                          st.integers(0, 30)), max_size=60))
+def test_streams_and_replicas_absorb_any_report_sequence(
+        steps: list[tuple[int, str, str, int, int, float, int]]) -> None:
+    """The same properties with a streamed pipe and a redundant job: no exception, terminal
+    states stay terminal, a completed run has every workflow job completed."""
+    s = make(MIXED, src=[A, B], mid=[B, D, C], end=[C])
+    s.start(0.0)
+    now = 0.0
+    final: dict[str, JobStatus] = {}
+    for peer_index, kind, job, attempt, delivery, dt, action in steps:
+        now += dt
+        if action == 0:
+            s.cancel(now)
+        elif action == 1:
+            s.report_failure(job, attempt, "orchestrator says no", now)
+        elif action == 2:
+            s.handle_timer(now)
+        else:
+            s.receive(PEERS[peer_index], _report(kind, job, attempt, delivery), now)  # type: ignore[arg-type]
+        drain(s)
+        for record in s.jobs:
+            if record.job in final:
+                assert record.status is final[record.job], "a terminal job changed"
+            elif record.is_terminal:
+                final[record.job] = record.status
+    if s.run.status is RunStatus.COMPLETED:
+        assert all(s.job(n).status is JobStatus.COMPLETED for n in ("src", "mid", "end"))
+    if s.run.is_terminal:
+        assert all(j.is_terminal for j in s.jobs)
