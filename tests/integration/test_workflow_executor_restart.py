@@ -1,13 +1,13 @@
 """Issue 8: an executor restarted mid-job (SIGTERM or kill -9) loses nothing silently.
 
-The heartbeat here is long (8 s, so the requester's heartbeat timeout is 16 s): a run that
-reacts well before that was told by the executor itself (``JobLost``), at shutdown or when
-it came back and read its journal.  After each restart no container of the executor is left.
+The heartbeat here is long (30 s, so the requester's heartbeat timeout is a minute, longer
+than the runs are waited for): the runs react because the executor itself told the
+requester (``JobLost``), at shutdown or when it came back and read its journal — the
+reasons recorded say so.  After each restart no container of the executor is left.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from tests.nodes import NodeProcess, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.docker, pytest.mark.slow]
 
-HEARTBEAT_S = 8.0
+HEARTBEAT_S = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -74,15 +74,16 @@ def test_sigterm_executor_tells_the_requester_and_the_job_is_retried(
     run_id = start_run(requester, spec)
     job = wait_job(requester, run_id, "slow", ("RUNNING",))
     victim = node_by_peer(nodes, job["executor"])
-    stopped_at = time.time()
     assert victim.stop() == 0
     assert not _containers(docker_client, victim), "SIGTERM left a container behind"
     status = wait_run(requester, run_id, timeout=60)
     assert status["status"] == "COMPLETED", status
     final = status["jobs"][0]
     assert final["attempt"] >= 2 and final["executor"] != victim.peer_id
-    # the next attempt started long before a heartbeat timeout could have noticed the loss
-    assert final["started_at"] - stopped_at < 2 * HEARTBEAT_S
+    # the first attempt ended on the executor's own word, not on a heartbeat timeout
+    told = "lost the job: the executor node shut down while the job ran; its container " \
+           "was stopped and removed; retrying"
+    assert told in requester.log_path.read_text(errors="replace"), requester.tail()
     results = requester.call("run", "results", run_id)
     assert Path(results["files"][0]["path"]).read_text() == "begin\ndone\n"
     _restart(victim, requester)
@@ -99,7 +100,6 @@ def test_killed_executor_reports_the_lost_job_when_it_comes_back(
     assert _containers(docker_client, victim)
     victim.kill()
     assert _containers(docker_client, victim), "kill -9 should leave the container running"
-    killed_at = time.time()
     _restart(victim, requester)
     status = wait_run(requester, run_id, timeout=60)
     assert status["status"] == "FAILED", status
@@ -107,7 +107,6 @@ def test_killed_executor_reports_the_lost_job_when_it_comes_back(
     assert final["status"] == "ERRORED"
     assert "container lost" in final["reason"] and "restarted" in final["reason"], final
     assert "heartbeat timeout" not in final["reason"]
-    assert final["ended_at"] - killed_at < 2 * HEARTBEAT_S
     wait_for(lambda: not _containers(docker_client, victim), timeout=20,
              what="the restarted executor to remove the orphan", on_fail=victim.tail)
     jobs = victim.data_dir / "jobs"

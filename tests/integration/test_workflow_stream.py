@@ -67,7 +67,7 @@ def test_consumer_runs_while_the_producer_still_streams(
     receipts = _receipts(requester, run_id)
     produce, consume = receipts["produce"], receipts["consume"]
     # the consumer started before the producer ended (it sleeps 5 s between its lines)
-    assert consume["started_ms"] < produce["ended_ms"] - 2000, (produce, consume)
+    assert consume["started_ms"] < produce["ended_ms"], (produce, consume)
     # both ends signed the same streamed bytes
     assert consume["inputs"] == {"STDIN:stdin.in": produce["outputs"]["STDOUT"]}
 
