@@ -246,6 +246,7 @@ class Scheduler:
             delivered=tuple(sorted(self._delivered, key=lambda t: (t[0], t[1], t[2].key))),
             request_phase=self._request_phase,
             first_error=self._first_error,
+            streaming=tuple(sorted(self._streaming, key=lambda t: (t[0], t[1], t[2].key, t[3]))),
         )
 
     @classmethod
@@ -269,6 +270,7 @@ class Scheduler:
                                      f"workflow {workflow.name!r}")
         scheduler._run = snapshot.run
         scheduler._delivered = set(snapshot.delivered)
+        scheduler._streaming = set(snapshot.streaming)
         scheduler._request_phase = snapshot.request_phase
         scheduler._first_error = snapshot.first_error
         for name, saved in known.items():

@@ -726,3 +726,20 @@ def test_streams_and_replicas_absorb_any_report_sequence(
         assert all(s.job(n).status is JobStatus.COMPLETED for n in ("src", "mid", "end"))
     if s.run.is_terminal:
         assert all(j.is_terminal for j in s.jobs)
+
+
+def test_a_live_pipe_survives_a_requester_restart() -> None:
+    s, _start = _start_pipe()
+    from rnn_tui.workflow.snapshot import SchedulerSnapshot
+
+    snapshot = SchedulerSnapshot.from_json(s.snapshot().to_json())
+    assert snapshot.streaming and snapshot.streaming[0][:2] == ("prod", "cons")
+    wf = load_workflow(STREAMED).workflow
+    again = Scheduler.restore(snapshot, wf, REQUESTER,
+                              {"prod": [Candidate(A, "svc-tool")],
+                               "cons": [Candidate(B, "svc-tool")]}, 5.0)
+    drain(again)  # the StartJob to prod is repeated
+    again.receive(A, JobStatusReported(RUN, "prod", 1, ExecState.RUNNING), 6.0)
+    (start_cons,) = drain(again)
+    assert isinstance(start_cons, StartJob) and start_cons.job == "cons"
+    assert start_cons.inputs[0].stream
