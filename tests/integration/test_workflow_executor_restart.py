@@ -97,7 +97,9 @@ def test_killed_executor_reports_the_lost_job_when_it_comes_back(
     run_id = start_run(requester, spec)
     job = wait_job(requester, run_id, "slow", ("RUNNING",))
     victim = node_by_peer(nodes, job["executor"])
-    assert _containers(docker_client, victim)
+    # RUNNING is reported while the container is being created: wait until it exists
+    wait_for(lambda: _containers(docker_client, victim), timeout=20,
+             what="the job's container", on_fail=victim.tail)
     victim.kill()
     assert _containers(docker_client, victim), "kill -9 should leave the container running"
     _restart(victim, requester)
