@@ -204,6 +204,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("executor.allow_command_override", _bool, lambda: False, "let other peers replace a service's command (workflow args)"),
     Setting("executor.job_timeout", _int(1, 7 * 86400), lambda: 3600, "default wall-clock limit per job, seconds"),
     Setting("workflow.heartbeat_s", _float(0.1, 3600.0), lambda: 5.0, "executor heartbeat interval; two missed beats fail or retry a job"),
+    Setting("workflow.finished_retain_s", _float(0.0, 7 * 86400.0), lambda: 600.0, "how long a finished run stays in memory; then it is read from the store"),
     Setting("tui.theme", _str, lambda: "textual-dark", "Textual theme name"),
     Setting("tui.mouse", _bool, lambda: True, "enable mouse support"),
 )

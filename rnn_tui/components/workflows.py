@@ -8,7 +8,9 @@ TUI's facade calls (``runs``, ``start_run``, ``cancel_run``, ``job_logs``...).
 Service resolution happens here, at run start: every connected peer is asked for its
 catalog (``ServiceCatalogQuery``, 5 s each, concurrently); ``service: X`` jobs get every
 peer offering X as candidates (rotated per job so jobs spread over peers), a job naming a
-peer gets that peer.  The requester itself is never a candidate: it cannot dial itself.
+peer gets that peer.  The requester's own services are candidates too, like any peer's, when
+its executor is enabled: commands, reports and transfers to itself
+go through a QUIC connection to its own socket, the same path as between two peers.
 
 A restart of the requester with runs in flight ends them as FAILED with the reason, and
 asks their executors to cancel (best effort); nothing is left RUNNING forever in the store.
@@ -36,6 +38,7 @@ from rnn_tui.transport.session import PeerConnection
 from rnn_tui.util.tasks import TaskManager
 from rnn_tui.workflow import messages as wm
 from rnn_tui.workflow.executor import ExecutorService, ExecutorSettings
+from rnn_tui.workflow.executor_journal import JournalEntry
 from rnn_tui.workflow.model import JobRecord, JobStatus, RunRecord, RunStatus, Workflow
 from rnn_tui.workflow.orchestrator import Orchestrator, result_name, spread_candidates
 from rnn_tui.workflow.receipts import SignedReceipt, open_receipt
@@ -98,6 +101,43 @@ class _StorePersistence:
             transfer_id, run_id, job, str(peer), f"in:{connection}", sha256, size, 0, "DONE"))
 
 
+class _StoreJournal:
+    """``ExecutorJournal`` over ``store/runs.py``: the jobs this node holds for others."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    @property
+    def store(self) -> Any:
+        assert self.node.store is not None
+        return self.node.store
+
+    async def save(self, entry: JournalEntry) -> None:
+        await self.store.call(R.save_executor_job, self.store, R.ExecutorJobRow(
+            entry.run_id, entry.job, entry.attempt, str(entry.requester), entry.job_id,
+            entry.service, entry.state, {"outputs": [list(r) for r in entry.routing]},
+            time.time()))
+
+    async def forget(self, run_id: str, job: str, attempt: int) -> None:
+        await self.store.call(R.forget_executor_job, self.store, run_id, job, attempt)
+
+    async def load(self) -> list[JournalEntry]:
+        entries = []
+        for row in await self.store.call(R.list_executor_jobs, self.store):
+            try:
+                requester = PeerId.parse(row.requester)
+                routing = tuple((int(c), str(src), str(peer))
+                                for c, src, peer in row.routing.get("outputs", []))
+            except (ValueError, TypeError) as exc:
+                log.warning("executor journal: skipping a damaged row for job %s of run %s "
+                            "(%s)", row.job, row.run_id, exc)
+                await self.forget(row.run_id, row.job, row.attempt)
+                continue
+            entries.append(JournalEntry(row.run_id, row.job, row.attempt, requester,
+                                        row.job_id, row.service, row.state, routing))
+        return entries
+
+
 class WorkflowComponent:
     def __init__(self, node: Node) -> None:
         assert node.identity is not None and node.transport is not None
@@ -114,11 +154,12 @@ class WorkflowComponent:
             node.identity, node.services.registry.get, node.services.runtime,
             node.services.policy, self.transfers, self._connect, self._existing,
             ExecutorSettings(enabled=bool(node.config["executor.enabled"]),
-                             heartbeat_s=heartbeat))
+                             heartbeat_s=heartbeat), journal=_StoreJournal(node))
         self.orchestrator = Orchestrator(
             node.identity, self._connect, _StorePersistence(node), node.config.data_dir,
             publish=node.events.publish,
-            config=SchedulerConfig(request_timeout=10.0, heartbeat_timeout=2 * heartbeat))
+            config=SchedulerConfig(request_timeout=10.0, heartbeat_timeout=2 * heartbeat),
+            finished_retain_s=float(node.config["workflow.finished_retain_s"]))
         handlers = node.transport.handlers
         self.transfers.install(handlers)
         self.executor.install(handlers)
@@ -201,14 +242,18 @@ class WorkflowComponent:
         """Candidates per job; ``WorkflowInvalid`` (with lines) when a service is unknown."""
         catalogs = await self._catalogs()
         me = self.identity.peer_id
+        if self.executor.settings.enabled:
+            assert self.node.services is not None
+            catalogs[me] = [s for s in await self.node.services.registry.list() if s.owner == me]
         found: dict[str, list[Candidate]] = {}
         interfaces: dict[str, tuple[Any, ...]] = {}
         errors: dict[str, str] = {}
         for job in loaded.workflow.jobs:
             ref = job.service
             if ref.peer is not None:
-                if ref.peer == me:
-                    errors[job.name] = "running a job on the requester itself is not supported"
+                if ref.peer == me and not self.executor.settings.enabled:
+                    errors[job.name] = ("this node does not run jobs (executor.enabled is "
+                                        "off), so it cannot run its own job")
                     continue
                 sid = ref.service if _SERVICE_ID.match(ref.service) else service_id(ref.peer,
                                                                                    ref.service)
@@ -216,9 +261,10 @@ class WorkflowComponent:
                 match = [s for s in catalogs.get(ref.peer, []) if s.id == sid]
                 interfaces[job.name] = match[0].interfaces if match else ()
                 continue
-            offers = sorted((s for peer, services in catalogs.items() if peer != me
+            # other peers first (sorted), this node's own offer last
+            offers = sorted((s for services in catalogs.values()
                              for s in services if ref.service in (s.name, s.id)),
-                            key=lambda s: s.owner)
+                            key=lambda s: (s.owner == me, s.owner))
             if not offers:
                 errors[job.name] = (f"no connected peer offers service {ref.service!r} "
                                     f"({len(catalogs)} peers asked)")

@@ -335,6 +335,26 @@ class DockerRuntime:
                 removed.append(str(container.labels.get(JOB_LABEL, container.id)))
         return removed
 
+    def reclaim(self, job_id: str) -> dict[str, Any] | None:
+        """Remove our container of ``job_id`` if one is left (blocking: call in a thread).
+
+        Returns its last ``State`` (running or not, exit code) so an executor that restarted
+        can say what became of the job, or ``None`` if there was no such container.
+        """
+        api = self.client.api
+        try:
+            found = api.containers(all=True, filters={
+                "label": [f"{NODE_LABEL}={self.node_id}", f"{JOB_LABEL}={job_id}"]})
+        except docker.errors.APIError as exc:
+            raise ServiceError(f"cannot list the container of job {job_id} "
+                               f"({exc.explanation})") from None
+        state: dict[str, Any] | None = None
+        for entry in found:
+            container = str(entry["Id"])
+            state = dict(self._inspect(container).get("State") or {})
+            self._remove(container)
+        return state
+
     def workspace(self, job_id: str, service: Service) -> Workspace:
         """The job's directories (created, 0700); put MOUNT inputs in before ``run``."""
         if not _JOB_ID.match(job_id):

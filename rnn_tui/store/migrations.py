@@ -103,6 +103,19 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             error TEXT NOT NULL DEFAULT '')""",
         "CREATE INDEX punch_attempts_peer ON punch_attempts (peer, started)",
     ]),
+    (5, "jobs this node holds as an executor (restart recovery)", [
+        """CREATE TABLE executor_jobs (
+            run_id TEXT NOT NULL,
+            job TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            requester TEXT NOT NULL,
+            job_id TEXT NOT NULL,
+            service TEXT NOT NULL,
+            state TEXT NOT NULL,
+            routing TEXT NOT NULL DEFAULT '{}',
+            updated REAL NOT NULL,
+            PRIMARY KEY (run_id, job))""",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -146,7 +146,23 @@ def bind_models(db: pw.Database) -> SimpleNamespace:
         class Meta:
             table_name = "punch_attempts"
 
+    class ExecutorJob(_Base):
+        run_id = pw.TextField()
+        job = pw.TextField()
+        attempt = pw.IntegerField()
+        requester = pw.TextField()
+        job_id = pw.TextField()
+        service = pw.TextField()
+        state = pw.TextField()
+        routing = pw.TextField(default="{}")
+        updated = pw.FloatField()
+
+        class Meta:
+            table_name = "executor_jobs"
+            primary_key = pw.CompositeKey("run_id", "job")
+
     return SimpleNamespace(
         Setting=Setting, Peer=Peer, DhtNode=DhtNode, Service=Service, WorkflowRow=WorkflowRow,
-        Run=Run, Job=Job, Transfer=Transfer, Receipt=Receipt, PunchAttempt=PunchAttempt,
+        Run=Run, Job=Job, Transfer=Transfer, Receipt=Receipt, ExecutorJob=ExecutorJob,
+        PunchAttempt=PunchAttempt,
     )

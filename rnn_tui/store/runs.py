@@ -1,4 +1,5 @@
-"""Runs, jobs, receipts and transfers of workflow runs (the requester's records).
+"""Runs, jobs, receipts and transfers of workflow runs (the requester's records), and the
+jobs this node holds as an executor for other peers (its journal, read back after a restart).
 
 Functions take the ``Store`` and run on its DB thread: call them as
 ``await store.call(save_run, store, ...)``.  Rows stay here; callers get plain dicts and
@@ -17,7 +18,8 @@ from rnn_tui.store.db import Store
 
 __all__ = ["RunRow", "JobRow", "ReceiptRow", "TransferRow", "save_run", "save_jobs",
            "get_run", "list_runs", "list_jobs", "save_receipt", "list_receipts",
-           "set_receipt_verified", "save_transfer", "list_transfers", "unfinished_runs"]
+           "set_receipt_verified", "save_transfer", "list_transfers", "unfinished_runs",
+           "ExecutorJobRow", "save_executor_job", "forget_executor_job", "list_executor_jobs"]
 
 _TERMINAL = ("COMPLETED", "FAILED", "CANCELLED")
 
@@ -156,3 +158,39 @@ def list_transfers(store: Store, run_id: str) -> list[TransferRow]:
     return [TransferRow(r.id, r.run_id, r.job, r.peer, r.direction, r.object_hash, r.size,
                         r.verified_chunks, r.state)
             for r in m.Transfer.select().where(m.Transfer.run_id == run_id)]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorJobRow:
+    """A job held here for a requester; ``job_id`` names its workspace and labels its container."""
+
+    run_id: str
+    job: str
+    attempt: int
+    requester: str
+    job_id: str
+    service: str
+    state: str
+    routing: dict[str, Any]
+    updated: float
+
+
+def save_executor_job(store: Store, row: ExecutorJobRow) -> None:
+    store.m.ExecutorJob.insert(run_id=row.run_id, job=row.job, attempt=row.attempt,
+                               requester=row.requester, job_id=row.job_id, service=row.service,
+                               state=row.state, routing=json.dumps(row.routing, sort_keys=True),
+                               updated=row.updated).on_conflict_replace().execute()
+
+
+def forget_executor_job(store: Store, run_id: str, job: str, attempt: int) -> None:
+    """Remove the row of that attempt (a newer attempt of the same job stays)."""
+    m = store.m
+    m.ExecutorJob.delete().where((m.ExecutorJob.run_id == run_id) & (m.ExecutorJob.job == job)
+                                 & (m.ExecutorJob.attempt == attempt)).execute()
+
+
+def list_executor_jobs(store: Store) -> list[ExecutorJobRow]:
+    m = store.m
+    return [ExecutorJobRow(r.run_id, r.job, r.attempt, r.requester, r.job_id, r.service, r.state,
+                           json.loads(r.routing), r.updated)
+            for r in m.ExecutorJob.select().order_by(m.ExecutorJob.updated)]

@@ -20,6 +20,18 @@ Life of a job here::
 
 A heartbeat goes to the requester for every job held, so it notices a dead executor; if the
 requester stays unreachable for ``orphan_after`` heartbeats, the job is cancelled here.
+
+Restarts.  Every job held is written to a journal (the store's ``executor_jobs``) as its
+state changes, so that nothing held is silently lost when this node stops:
+
+* on a clean shutdown, each requester is told at once (``JobLost``, with what became of the
+  container) before the containers are stopped and removed;
+* after a crash (kill -9), ``recover`` reads the journal back when the node starts, removes
+  any container left for those jobs (noting whether it was still running or how it had
+  exited: its output streamed through a socket that died with us, so it cannot be
+  collected), removes the workspaces, and tells each requester ``JobLost`` with that reason.
+
+The requester's retry policy then applies without waiting for a heartbeat timeout.
 """
 
 from __future__ import annotations
@@ -34,7 +46,7 @@ import posixpath
 import re
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -46,12 +58,25 @@ from rnn_tui.services.runtime import DockerRuntime, JobOutcome, JobRequest, Outp
 from rnn_tui.transport.session import PeerConnection
 from rnn_tui.util.tasks import TaskManager
 from rnn_tui.workflow import messages as wm
+from rnn_tui.workflow.executor_journal import (
+    SHUTDOWN_REASONS,
+    ExecutorJournal,
+    JournalEntry,
+    lost_reason,
+)
 from rnn_tui.workflow.receipts import Digest, Receipt, cache_key, params_digest, sign_receipt
+from rnn_tui.workflow.stdin_feed import StdinFeed
 from rnn_tui.workflow.transfer import PathEscape, confine_path, hash_file
-from rnn_tui.workflow.transfer_driver import Landing, TransferService, transfer_id_for
+from rnn_tui.workflow.transfer_driver import (
+    Landing,
+    SendOutcome,
+    StreamSource,
+    TransferService,
+    transfer_id_for,
+)
 from rnn_tui.workflow.wire import WfCommand, WfLog, WfReceipt, WfReply, WfReport, XferOffer
 
-__all__ = ["ExecutorService", "ExecutorSettings"]
+__all__ = ["ExecutorJournal", "ExecutorService", "ExecutorSettings", "JournalEntry"]
 
 log = logging.getLogger(__name__)
 Connect = Callable[[PeerId], Awaitable[PeerConnection]]
@@ -93,6 +118,11 @@ class _Held:
     partial: dict[str, str] = field(default_factory=dict)
     resume: bool = False
     reused: bool = False
+    feed: StdinFeed | None = None                  # STDIN as it lands (read live if streamed)
+    streamed_in: frozenset[int] = frozenset()  # connections fed while the job runs
+    hash_only: tuple[str, ...] = ()            # outputs to sign though no route ships them
+    live: dict[int, tuple[StreamSource, asyncio.Future[SendOutcome]]] = field(
+        default_factory=dict)                  # streamed outputs being sent, by connection
 
     @property
     def job_id(self) -> str:
@@ -130,7 +160,8 @@ class ExecutorService:
     def __init__(self, identity: Identity, get_service: GetService, runtime: DockerRuntime,
                  policy: ExecutorPolicy, transfers: TransferService, connect: Connect,
                  existing: Callable[[PeerId], PeerConnection | None],
-                 settings: ExecutorSettings | None = None) -> None:
+                 settings: ExecutorSettings | None = None,
+                 journal: ExecutorJournal | None = None) -> None:
         self.identity = identity
         self.get_service = get_service
         self.runtime = runtime
@@ -141,17 +172,26 @@ class ExecutorService:
         self.settings = settings or ExecutorSettings()
         self.tasks = TaskManager("executor")
         self._held: dict[tuple[str, str], _Held] = {}
+        self.journal = journal
+        self._writes: asyncio.Queue[tuple[JournalEntry | tuple[str, str, int],
+                                          asyncio.Future[None]]] = asyncio.Queue()
 
     def install(self, handlers: object) -> None:
         handlers.on_request(WfCommand, self._on_command)  # type: ignore[attr-defined]
 
     async def start(self) -> None:
         self.tasks.every("heartbeat", self.settings.heartbeat_s, self._heartbeat)
+        if self.journal is not None:
+            self.tasks.spawn("journal", self._journal_writer())
+            self.tasks.spawn("recover", self.recover())
 
     async def close(self) -> None:
-        for held in list(self._held.values()):
-            await self._drop(held, "the executor node is shutting down")
-        await self.tasks.shutdown()
+        dropped = await self._shutdown_held()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._writes.join(), 5.0)
+        await self.tasks.shutdown()  # run tasks end here: their containers are removed
+        for job_id in dropped:  # the delayed discards were cancelled with the tasks
+            await asyncio.to_thread(self.runtime.discard_workspace, job_id)
 
     @property
     def held_count(self) -> int:
@@ -177,6 +217,9 @@ class ExecutorService:
                 return WfReply()  # a repeated start (requester restarted): already running
             held.state = "running"
             held.routes = cmd.outputs
+            held.streamed_in = frozenset(r.connection for r in cmd.inputs if r.stream)
+            held.hash_only = cmd.hash_only
+            self._record(held)
             self.tasks.spawn(f"run:{held.job_id}", self._run(held, cmd))
         elif isinstance(cmd, wm.DeliverOutputs):
             self.tasks.spawn(f"deliver:{held.job_id}:{cmd.delivery}",
@@ -228,7 +271,9 @@ class ExecutorService:
             ws = await asyncio.to_thread(self.runtime.workspace, job_id, service)
         except (RnnError, OSError) as exc:
             return refuse(f"cannot prepare a workspace: {exc}")
-        self._held[(cmd.run_id, cmd.job)] = _Held(requester, cmd, service, ws, resume=resume)
+        held = _Held(requester, cmd, service, ws, resume=resume)
+        self._held[(cmd.run_id, cmd.job)] = held
+        await self._record(held)  # accepted only once the journal knows it
         log.info("accepted job %s of run %s from %s (service %s)", cmd.job, cmd.run_id,
                  requester.short, service.name)
         return wm.JobAccepted(cmd.run_id, cmd.job, cmd.attempt)
@@ -240,13 +285,17 @@ class ExecutorService:
         if held is None:
             raise WorkflowError(f"output not in the routing: no job {offer.target_job!r} of "
                                 f"run {offer.run_id} is held here")
-        if held.state != "accepted":
+        if held.state != "accepted" and offer.connection not in held.streamed_in:
             raise WorkflowError(f"job {offer.target_job!r} already started; inputs are closed")
         target = offer.target or ""
+        feed: StdinFeed | None = None
         if target == "STDIN":
             if not held.service.has_interface(InterfaceType.STDIN):
                 raise WorkflowError(f"service {held.service.name!r} has no STDIN")
             root, name = held.workspace.root / "stdin", STDIN_FILE
+            if held.feed is None:
+                held.feed = StdinFeed(root / f"{STDIN_FILE}.part", root / STDIN_FILE)
+            feed = held.feed
         elif target.startswith("MOUNT:"):
             root, name, direction = _mount_target(held.workspace, target, offer.offer.name
                                                   if self._is_dir_target(held, target) else None)
@@ -260,8 +309,21 @@ class ExecutorService:
         def done(size: int, sha: str) -> None:
             path = confine_path(root, name)
             held.inputs[connection] = _Input(peer, offer.source_job, target, size, sha, path)
+            if feed is not None:
+                feed.finish(size)
 
-        return Landing(root, name, self.policy.max_output_bytes, done)
+        if feed is None:
+            return Landing(root, name, self.policy.max_output_bytes, done)
+        return Landing(root, name, self.policy.max_output_bytes, done,
+                       on_failed=lambda reason: self._stream_failed(held, feed, reason),
+                       on_progress=feed.progress)
+
+    def _stream_failed(self, held: _Held, feed: StdinFeed, reason: str) -> None:
+        """A streamed input broke (its producer failed or vanished): stop this attempt."""
+        feed.fail(reason)
+        if held.state == "running" and held.streamed_in:
+            self.tasks.spawn(f"stream-failed:{held.job_id}", self.runtime.cancel(
+                held.job_id, f"streamed input failed: {reason}"), replace=True)
 
     @staticmethod
     def _is_dir_target(held: _Held, target: str) -> bool:
@@ -280,7 +342,7 @@ class ExecutorService:
                     got.path.unlink()
                 del held.inputs[connection]
         for connection, route in wanted.items():
-            if connection not in held.inputs:
+            if connection not in held.inputs and not route.stream:
                 return (f"input {route.target} from job {route.source_job!r} on "
                         f"{route.source_peer.short} was not received")
         return ""
@@ -304,7 +366,9 @@ class ExecutorService:
             elif held.resume and await self._reuse(held):
                 code, reason = 0, ""
             else:
+                self._start_streams(held, cmd)
                 code, reason = await self._run_container(held)
+                self._end_streams(held, code, reason)
         finally:
             await running
         if held.state == "cancelled":
@@ -326,9 +390,16 @@ class ExecutorService:
     async def _run_container(self, held: _Held) -> tuple[int, str]:
         req = held.request
         stdin_path = held.workspace.root / "stdin" / STDIN_FILE
+        stdin: Path | Iterator[bytes] | None = stdin_path if stdin_path.is_file() else None
+        if held.streamed_in:
+            if held.feed is None:  # nothing offered yet: the producer's offer is on its way
+                root = held.workspace.root / "stdin"
+                root.mkdir(mode=0o700, parents=True, exist_ok=True)
+                held.feed = StdinFeed(root / f"{STDIN_FILE}.part", root / STDIN_FILE)
+            stdin = held.feed.chunks()
         request = JobRequest(
             job_id=held.job_id, service=held.service, requester=held.requester,
-            stdin=stdin_path if stdin_path.is_file() else None,
+            stdin=stdin,
             command=req.args or None, env=dict(req.env),
             timeout_s=None if req.timeout_s is None else max(1, math.ceil(req.timeout_s)),
             # engine logs (timestamped, json-file driver) only when a route ships LOGS: that
@@ -342,6 +413,8 @@ class ExecutorService:
         except RnnError as exc:
             return 125, str(exc)
         self._flush_partial(held)
+        if held.feed is not None and held.feed.failed and result.outcome is not JobOutcome.COMPLETED:
+            return 125, f"streamed input failed: {held.feed.failed}"
         held.outputs["STDOUT"] = (result.stdout_path, 0, "")
         held.outputs["STDERR"] = (result.stderr_path, 0, "")
         if result.logs_path is not None:
@@ -409,17 +482,17 @@ class ExecutorService:
 
     async def _collect_outputs(self, held: _Held) -> str:
         """Find and hash every output a route ships; ``""`` or why one is missing."""
-        for route in held.routes:
-            if route.source in held.outputs or not route.source.startswith("MOUNT:"):
+        for source in (*(r.source for r in held.routes), *held.hash_only):
+            if source in held.outputs or not source.startswith("MOUNT:"):
                 continue
             try:
-                root, name, _direction = _mount_target(held.workspace, route.source, None)
+                root, name, _direction = _mount_target(held.workspace, source, None)
                 path = confine_path(root, name)
             except (WorkflowError, PathEscape) as exc:
-                return f"output {route.source}: {exc}"
+                return f"output {source}: {exc}"
             if not path.is_file():
-                return f"output {route.source} was not written by the job"
-            held.outputs[route.source] = (path, 0, "")
+                return f"output {source} was not written by the job"
+            held.outputs[source] = (path, 0, "")
         for source, (path, _size, sha) in list(held.outputs.items()):
             if sha:
                 continue  # reused from the cache: already hashed
@@ -433,6 +506,7 @@ class ExecutorService:
     async def _exit(self, held: _Held, started: float, code: int, reason: str) -> None:
         req = held.request
         held.state = "delivering" if code == 0 else "done"
+        self._record(held)
         service = held.service
         receipt = Receipt(
             run_id=req.run_id, job=req.job, attempt=req.attempt, requester=held.requester,
@@ -459,6 +533,10 @@ class ExecutorService:
         req = held.request
 
         async def one(route: wm.OutputRoute) -> tuple[int, str] | None:
+            live = held.live.pop(route.connection, None) if delivery == 0 else None
+            if live is not None:  # piped while the job ran: wait for its end
+                sent = await live[1]
+                return None if sent.ok else (route.connection, sent.reason)
             entry = held.outputs.get(route.source)
             if entry is None:
                 return route.connection, f"{route.source} is not an output of this job"
@@ -479,7 +557,9 @@ class ExecutorService:
                         for s, (_p, size, sha) in sorted(held.outputs.items()))
         if after is not None:
             await asyncio.shield(after)
-        held.state = "done"
+        if held.state != "cancelled":
+            held.state = "done"
+            self._record(held)
         await self._report(held, wm.OutputsDelivered(req.run_id, req.job, req.attempt, delivery,
                                                      digests, failed))
 
@@ -501,6 +581,10 @@ class ExecutorService:
 
     def _forward_output(self, held: _Held, chunk: OutputChunk) -> None:
         """Live log lines to the requester (one-way, batched per read from the container)."""
+        for route in held.routes:
+            live = held.live.get(route.connection)
+            if live is not None and route.source == chunk.stream.upper():
+                live[0].feed(chunk.data)
         text = held.partial.get(chunk.stream, "") + chunk.data.decode("utf-8", "replace")
         lines = text.split("\n")
         held.partial[chunk.stream] = lines.pop()[-MAX_LOG_LINE:]
@@ -544,10 +628,16 @@ class ExecutorService:
             with contextlib.suppress(RnnError):
                 conns[0].send(WfReport(wm.Heartbeat(req.run_id, req.job, req.attempt)))
 
-    async def _drop(self, held: _Held, reason: str) -> None:
+    async def _drop(self, held: _Held, reason: str, *, forget: bool = True) -> None:
         if self._held.get(held.key) is held:
             del self._held[held.key]
         previous, held.state = held.state, "cancelled"
+        if forget:
+            self._record(held)
+        if held.feed is not None:
+            held.feed.fail(reason)
+        for source, _sending in held.live.values():
+            source.fail(f"the producing job was stopped: {reason}")
         root = held.workspace.root
         self.transfers.abort_incoming(lambda landing: root in landing.root.parents
                                       or landing.root == root, reason)
@@ -565,3 +655,140 @@ class ExecutorService:
                 break
             await asyncio.sleep(0.1)
         await asyncio.to_thread(self.runtime.discard_workspace, held.job_id)
+
+    # ------------------------------------------------------------------ streamed pipes
+    def _start_streams(self, held: _Held, cmd: wm.StartJob) -> None:
+        """Open a live transfer for every streamed output route before the container starts.
+
+        ``_forward_output`` feeds them as the container writes; ``_end_streams`` ends them
+        when it exits (a failed job aborts them, so the consumers fail with its reason).
+        """
+        req = held.request
+        for route in cmd.outputs:
+            if not route.stream or route.target_job is None or route.source not in (
+                    "STDOUT", "STDERR"):
+                continue
+            source = StreamSource()
+            tid = transfer_id_for(req.run_id, req.job, req.attempt, route.connection, 0,
+                                  route.target_peer, "stream")
+            sending = self.tasks.spawn(f"stream:{held.job_id}:{route.connection}",
+                                       self.transfers.send_stream(
+                route.target_peer, source, transfer_id=tid,
+                name=_SAFE.sub("_", f"{req.job}-{route.source}"), run_id=req.run_id,
+                source_job=req.job, attempt=req.attempt, connection=route.connection,
+                target_job=route.target_job, target=route.target), replace=True)
+            held.live[route.connection] = (source, sending)
+
+    @staticmethod
+    def _end_streams(held: _Held, code: int, reason: str) -> None:
+        for source, _sending in held.live.values():
+            if code == 0:
+                source.end()
+            else:
+                source.fail(f"the producer exited with code {code}"
+                            + (f": {reason}" if reason else ""))
+
+    # ------------------------------------------------------------------ journal and restarts
+    def _record(self, held: _Held) -> asyncio.Future[None]:
+        """Queue a journal write of ``held`` as it is now; writes keep their order.
+
+        Only the acceptance is awaited (a job is accepted once it is on disk); later states
+        are written behind the job so the store never sits on its critical path.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.journal is None:
+            done.set_result(None)
+            return done
+        req = held.request
+        item: JournalEntry | tuple[str, str, int]
+        if held.state == "cancelled":
+            item = (req.run_id, req.job, req.attempt)
+        else:
+            item = JournalEntry(req.run_id, req.job, req.attempt, held.requester, held.job_id,
+                                held.service.name, held.state,
+                                tuple((r.connection, r.source, str(r.target_peer))
+                                      for r in held.routes))
+        self._writes.put_nowait((item, done))
+        return done
+
+    async def _journal_writer(self) -> None:
+        assert self.journal is not None
+        while True:
+            item, done = await self._writes.get()
+            try:
+                if isinstance(item, JournalEntry):
+                    await self.journal.save(item)
+                else:
+                    await self.journal.forget(*item)
+            except RnnError as exc:
+                log.error("executor journal: cannot record %s: %s", item, exc)
+            finally:
+                if not done.done():
+                    done.set_result(None)
+                self._writes.task_done()
+
+    async def recover(self) -> list[tuple[JournalEntry, str]]:
+        """After a restart: clean up every journalled job and tell its requester it is lost.
+
+        Returns ``(entry, reason)`` for every job found (the requesters are told in the
+        background, with retries, since they may still be reconnecting to us).
+        """
+        if self.journal is None:
+            return []
+        found = []
+        for entry in await self.journal.load():
+            live = self._held.get((entry.run_id, entry.job))
+            if live is not None and live.request.attempt == entry.attempt:
+                continue  # accepted by this process already
+            try:
+                state = await asyncio.to_thread(self.runtime.reclaim, entry.job_id)
+            except RnnError as exc:
+                state = {"Error": str(exc)}
+            await asyncio.to_thread(self.runtime.discard_workspace, entry.job_id)
+            reason = lost_reason(entry.state, state)
+            log.warning("job %s of run %s (attempt %d) was held when this node stopped: %s",
+                        entry.job, entry.run_id, entry.attempt, reason)
+            found.append((entry, reason))
+            self.tasks.spawn(f"lost:{entry.job_id}", self._report_lost(entry, reason))
+        return found
+
+    async def _report_lost(self, entry: JournalEntry, reason: str) -> None:
+        told = await self._tell_lost(entry.requester, wm.JobLost(
+            entry.run_id, entry.job, entry.attempt, reason), tries=8, wait_s=10.0)
+        if not told:
+            log.warning("could not tell %s that job %s of run %s is lost; its heartbeat "
+                        "timeout will", entry.requester.short, entry.job, entry.run_id)
+        assert self.journal is not None
+        with contextlib.suppress(RnnError):
+            await self.journal.forget(entry.run_id, entry.job, entry.attempt)
+
+    async def _tell_lost(self, requester: PeerId, report: wm.JobLost, *, tries: int,
+                         wait_s: float) -> bool:
+        for attempt in range(tries):
+            try:
+                conn = await asyncio.wait_for(self.connect(requester), wait_s)
+                await conn.request(WfReport(report), timeout=wait_s)
+                return True
+            except (TimeoutError, RnnError) as exc:
+                log.info("cannot tell %s that job %s is lost yet (try %d): %s",
+                         requester.short, report.job, attempt + 1, exc)
+            if attempt + 1 < tries:
+                await asyncio.sleep(min(4.0, 0.5 * 2 ** attempt))
+        return False
+
+    async def _shutdown_held(self) -> list[str]:
+        """A clean stop: tell every requester now, then stop and remove what we held.
+
+        A job whose requester could not be told keeps its journal row, so the next start
+        tells it (``recover``).
+        """
+        held = [h for h in self._held.values() if h.state != "cancelled"]
+        reasons = [SHUTDOWN_REASONS.get(h.state, SHUTDOWN_REASONS["accepted"]) for h in held]
+        told = await asyncio.gather(*(
+            self._tell_lost(h.requester, wm.JobLost(h.request.run_id, h.request.job,
+                                                    h.request.attempt, why), tries=1, wait_s=3.0)
+            for h, why in zip(held, reasons, strict=True)))
+        for h, ok in zip(held, told, strict=True):
+            await self._drop(h, "the executor node is shutting down", forget=ok)
+        return [h.job_id for h in held]
+

@@ -36,7 +36,8 @@ class OutputRoute:
 
     ``target_job`` is ``None`` when the destination is the requester itself; ``target`` is the
     destination interface key (``STDIN``, ``MOUNT:/in``) and ``file`` its file name there.
-    ``connection`` is the index of the workflow connection this route realises.
+    ``connection`` is the index of the workflow connection this route realises; ``stream``
+    means it is piped while the job runs (``stream: true``) rather than sent after it exits.
     """
 
     connection: int
@@ -45,6 +46,7 @@ class OutputRoute:
     target_job: str | None
     target: str | None
     file: str | None
+    stream: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class InputRoute:
 
     An executor accepts an incoming transfer only when it matches one of its input routes
     (peer, job, connection); anything else is refused ("output not in the routing").
+    A ``stream`` input is fed to the job while it arrives, so the job starts without it.
     """
 
     connection: int
@@ -61,6 +64,7 @@ class InputRoute:
     source_peer: PeerId
     target: str
     file: str | None
+    stream: bool = False
 
 
 # --------------------------------------------------------------------------- commands
@@ -89,6 +93,8 @@ class StartJob:
 
     ``delivery`` numbers this job's output deliveries (0 for the first); ``OutputsDelivered``
     echoes it so a later re-delivery (``DeliverOutputs``) is not confused with this one.
+    ``hash_only`` names outputs to hash (and sign) though no route ships them: a redundant
+    replica's outputs are compared, not delivered.
     """
 
     peer: PeerId
@@ -98,6 +104,7 @@ class StartJob:
     inputs: tuple[InputRoute, ...]
     outputs: tuple[OutputRoute, ...]
     delivery: int = 0
+    hash_only: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +214,22 @@ class OutputsDelivered:
 
 
 @dataclass(frozen=True, slots=True)
+class JobLost:
+    """The executor no longer holds this attempt: it restarted or shut down with it in hand.
+
+    Why a report of its own: without it the requester learns of the loss only from a
+    heartbeat timeout.  The executor sends it as soon as it knows (while shutting down, or
+    when it comes back and finds the attempt in its journal), with what became of the
+    container in ``reason``; the requester's retry policy then applies at once.
+    """
+
+    run_id: str
+    job: str
+    attempt: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Heartbeat:
     run_id: str
     job: str
@@ -214,4 +237,4 @@ class Heartbeat:
 
 
 Report = (JobAccepted | JobRefused | JobStatusReported | JobExited | OutputsDelivered
-          | Heartbeat)
+          | JobLost | Heartbeat)

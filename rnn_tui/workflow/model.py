@@ -243,6 +243,8 @@ class Job:
     ``env`` and ``defaults`` are ordered pairs (not dicts) so the value stays hashable and the
     YAML round trip keeps the author's order.  ``defaults`` maps an input interface key
     (``STDIN``, ``MOUNT:/data/in/params.txt``) to literal text used when nothing is connected.
+    ``redundancy`` runs the job on that many distinct peers and ``confidence`` (default: a
+    strict majority) is how many of them must produce identical outputs for it to complete.
     """
 
     name: str
@@ -256,6 +258,13 @@ class Job:
     timeout_s: float | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     position: Position | None = None
+    redundancy: int = 1
+    confidence: int | None = None
+
+    @property
+    def quorum(self) -> int:
+        """How many replicas must agree: ``confidence``, or a strict majority of them."""
+        return self.confidence if self.confidence is not None else self.redundancy // 2 + 1
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -284,11 +293,14 @@ class Connection:
 
     ``file`` is the name the data gets at a MOUNT destination or at ``self``; it is a plain
     relative name, confined to the destination directory when the transfer lands.
+    ``stream`` (STDOUT/STDERR → STDIN only) pipes the output into the consumer while the
+    producer still runs, instead of delivering it after the producer exits.
     """
 
     source: PortRef
     target: PortRef | None = None
     file: str | None = None
+    stream: bool = False
 
     @property
     def to_self(self) -> bool:
@@ -297,7 +309,8 @@ class Connection:
     def __str__(self) -> str:
         dst = SELF if self.target is None else str(self.target)
         suffix = f" as {self.file}" if self.file else ""
-        return f"{self.source} -> {dst}{suffix}"
+        streamed = " (streamed)" if self.stream else ""
+        return f"{self.source} -> {dst}{suffix}{streamed}"
 
 
 @dataclass(frozen=True, slots=True)

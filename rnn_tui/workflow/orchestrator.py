@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import re
 import secrets
 import time
 from collections import deque
@@ -34,6 +36,7 @@ from rnn_tui.api import LogLine, LogStream, RunInfo, RunUpdated
 from rnn_tui.errors import RemoteProtocolError, RnnError, WorkflowError
 from rnn_tui.identity.keys import Identity, PeerId
 from rnn_tui.transport.session import PeerConnection
+from rnn_tui.util.files import atomic_write
 from rnn_tui.util.tasks import TaskManager
 from rnn_tui.workflow import messages as wm
 from rnn_tui.workflow.model import (
@@ -108,7 +111,8 @@ class Orchestrator:
     def __init__(self, identity: Identity, connect: Connect, persistence: RunPersistence,
                  data_dir: Path, *, publish: Callable[[object], None] = lambda event: None,
                  config: SchedulerConfig | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 finished_retain_s: float = 600.0) -> None:
         self.identity = identity
         self.connect = connect
         self.persistence = persistence
@@ -119,6 +123,7 @@ class Orchestrator:
         self.tasks = TaskManager("orchestrator")
         self.runs: dict[str, RunHandle] = {}
         self.ignored = 0
+        self.finished_retain_s = finished_retain_s
 
     def install(self, handlers: Any) -> None:
         handlers.on_request(WfReport, self._on_report)
@@ -242,6 +247,7 @@ class Orchestrator:
             handle.done.set()
             for queue in handle.followers:
                 queue.put_nowait(None)
+            self.tasks.spawn(f"evict:{handle.run_id}", self._evict_later(handle), replace=True)
 
     def _on_timer(self, handle: RunHandle) -> None:
         handle.timer = None
@@ -340,7 +346,7 @@ class Orchestrator:
         handle = self.runs.get(receipt.run_id)
         if handle is None:
             raise WorkflowError(f"no run {receipt.run_id} here")
-        record = handle.scheduler.job(receipt.job) if receipt.job in handle.workflow.job_names \
+        record = handle.scheduler.job(receipt.job) if handle.scheduler.has_job(receipt.job) \
             else None
         problem = ""
         if record is None:
@@ -374,7 +380,7 @@ class Orchestrator:
         except (RnnError, KeyError, ValueError, AttributeError, UnicodeDecodeError):
             return
         handle = self.runs.get(run_id)
-        if handle is None or job not in handle.workflow.job_names:
+        if handle is None or not handle.scheduler.has_job(job):
             return
         if handle.scheduler.job(job).executor == peer:
             handle.scheduler.report_failure(job, attempt, f"receipt rejected: {why}", self.clock())
@@ -412,7 +418,7 @@ class Orchestrator:
     # ------------------------------------------------------------------ live logs
     async def _on_log(self, conn: PeerConnection, msg: WfLog) -> None:
         handle = self.runs.get(msg.run_id)
-        if handle is None or msg.job not in handle.workflow.job_names:
+        if handle is None or not handle.scheduler.has_job(msg.job):
             return
         record = handle.scheduler.job(msg.job)
         if record.executor != conn.peer_id or record.attempt != msg.attempt:
@@ -430,9 +436,59 @@ class Orchestrator:
                     queue.put_nowait(line)
             self.publish(line)
 
+    # ------------------------------------------------------------------ finished runs
+    async def _evict_later(self, handle: RunHandle) -> None:
+        """Drop a finished run from memory after a while; the store and a log file keep it.
+
+        Why wait: late reports (the last ``OutputsDelivered``, receipts of cancelled jobs) and
+        followers of a run that just ended still use the handle.  After that, the run is read
+        from the store (``run status``) and its kept log lines from ``logs.jsonl`` beside its
+        results, so memory holds only runs in flight and recently finished ones.
+        """
+        await asyncio.sleep(self.finished_retain_s)
+        lines = [{"job": line.job, "stream": line.stream.value, "text": line.text,
+                  "ts": line.ts} for line in handle.logs]
+        path = self._log_file(handle.run_id)
+        try:
+            await asyncio.to_thread(atomic_write, path,
+                                    "".join(json.dumps(x) + "\n" for x in lines).encode())
+        except OSError as exc:
+            log.warning("run %s: cannot keep its logs (%s); keeping the run in memory",
+                        handle.run_id, exc)
+            return
+        if handle.timer is not None:
+            handle.timer.cancel()
+        if self.runs.get(handle.run_id) is handle:
+            del self.runs[handle.run_id]
+        log.info("run %s: finished %gs ago, evicted from memory", handle.run_id,
+                 self.finished_retain_s)
+
+    def _log_file(self, run_id: str) -> Path:
+        return self.data_dir / "runs" / run_id / "logs.jsonl"
+
+    def _stored_logs(self, run_id: str) -> list[LogLine] | None:
+        try:
+            text = self._log_file(run_id).read_text("utf-8")
+        except (OSError, ValueError):
+            return None
+        out = []
+        for raw in text.splitlines():
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                item = json.loads(raw)
+                out.append(LogLine(run_id, str(item["job"]), LogStream(item["stream"]),
+                                   str(item["text"]), float(item["ts"])))
+        return out
+
     async def follow_logs(self, run_id: str, job: str | None = None,
                           follow: bool = True) -> AsyncIterator[LogLine]:
         """The lines kept so far, then (with ``follow``) new ones until the run ends."""
+        if run_id not in self.runs and re.fullmatch(r"[0-9a-f]{1,64}", run_id):
+            stored = await asyncio.to_thread(self._stored_logs, run_id)
+            if stored is not None:  # a finished run, evicted from memory
+                for line in stored:
+                    if job is None or line.job == job:
+                        yield line
+                return
         handle = self._handle(run_id)
         queue: asyncio.Queue[LogLine | None] = asyncio.Queue()
         backlog = list(handle.logs)

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from rnn_tui.errors import LocalProtocolError
 from rnn_tui.identity.keys import PeerId
@@ -53,6 +53,7 @@ from rnn_tui.workflow.messages import (
     InputRoute,
     JobAccepted,
     JobExited,
+    JobLost,
     JobRefused,
     JobStatusReported,
     OutputDigest,
@@ -66,11 +67,21 @@ from rnn_tui.workflow.messages import (
 from rnn_tui.workflow.model import (
     JOB_TERMINAL,
     Connection,
+    Job,
     JobRecord,
     JobStatus,
     RunRecord,
     RunStatus,
     Workflow,
+)
+from rnn_tui.workflow.redundancy import Vote, compared_sources, plan_replicas, tally
+from rnn_tui.workflow.scheduler_events import (
+    Candidate,
+    JobStatusChanged,
+    ReportIgnored,
+    RunStatusChanged,
+    SchedulerConfig,
+    SchedulerEvent,
 )
 from rnn_tui.workflow.snapshot import JobSnapshot, SchedulerSnapshot
 
@@ -88,57 +99,8 @@ _ENGAGED = frozenset({JobStatus.ACCEPTED, JobStatus.READY, JobStatus.QUEUED, Job
                       JobStatus.DELIVERING})
 """States in which an executor holds the job and must show signs of life."""
 
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A peer that offers a job's service, and the service's id there."""
-
-    peer: PeerId
-    service_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class SchedulerConfig:
-    """Deadlines, in seconds.  ``heartbeat_timeout`` is typically 2× the executors' interval."""
-
-    request_timeout: float = 10.0
-    heartbeat_timeout: float = 10.0
-    delivery_timeout: float = 300.0
-
-    def __post_init__(self) -> None:
-        for name in ("request_timeout", "heartbeat_timeout", "delivery_timeout"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"SchedulerConfig.{name} must be positive")
-
-
-@dataclass(frozen=True, slots=True)
-class RunStatusChanged:
-    """The run moved to ``record.status`` (its reason says why, for FAILED/CANCELLED)."""
-
-    record: RunRecord
-
-
-@dataclass(frozen=True, slots=True)
-class JobStatusChanged:
-    """A job moved to ``record.status``; ``record.reason`` explains failures and retries."""
-
-    record: JobRecord
-
-
-@dataclass(frozen=True, slots=True)
-class ReportIgnored:
-    """A report was dropped: stale attempt, wrong peer, or not allowed in the job's state.
-
-    Kept as an event (not an exception) because a peer's misbehaviour must never stop the
-    requester; the node logs it and may lower the peer's reputation.
-    """
-
-    peer: PeerId
-    report: Report
-    reason: str
-
-
-SchedulerEvent = RunStatusChanged | JobStatusChanged | ReportIgnored
+_FEEDING = frozenset({JobStatus.RUNNING, JobStatus.DELIVERING, JobStatus.COMPLETED})
+"""Producer states in which a streamed pipe it was started with carries (or carried) data."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,14 +144,24 @@ class Scheduler:
         self.config = config or SchedulerConfig()
         self._run = RunRecord(run_id, workflow.name, created_at=now)
         self._jobs: dict[str, _JobState] = {}
+        self._specs = {job.name: job for job in workflow.jobs}
+        # k-way redundancy: replicas "J#2".."J#k" run J's service on other peers with J's
+        # inputs; their outputs go nowhere, their (receipt-checked) hashes are compared
+        self._replicas: dict[str, tuple[str, ...]] = {}
+        self._replica_of: dict[str, str] = {}
+        self._connections = list(workflow.connections)
+        placements: list[tuple[str, Sequence[Candidate]]] = []
         for job in workflow.jobs:
             options = candidates.get(job.name, ())
             if not options:
                 raise LocalProtocolError(f"job {job.name!r} has no executor candidate; "
                                          "resolve its service before starting the run")
-            self._jobs[job.name] = _JobState(JobRecord(run_id, job.name, updated_at=now), options)
-        self._specs = {job.name: job for job in workflow.jobs}
-        self._index = {job.name: i for i, job in enumerate(workflow.jobs)}
+            placements.append((job.name, options))
+            if job.redundancy > 1:
+                placements.extend(self._add_replicas(job, options))
+        for name, options in placements:
+            self._jobs[name] = _JobState(JobRecord(run_id, name, updated_at=now), options)
+        self._index = {name: i for i, (name, _options) in enumerate(placements)}
         # jobs by status, kept by _set_job, so each report costs O(waiting jobs), not O(jobs)
         self._by_status: dict[JobStatus, set[str]] = {status: set() for status in JobStatus}
         self._by_status[JobStatus.IDLE].update(self._specs)
@@ -197,7 +169,7 @@ class Scheduler:
         # connections by job, indexed once: (connection index, connection)
         self._conn_out: dict[str, list[tuple[int, Connection]]] = {n: [] for n in self._jobs}
         self._conn_in: dict[str, list[tuple[int, Connection]]] = {n: [] for n in self._jobs}
-        for index, conn in enumerate(workflow.connections):
+        for index, conn in enumerate(self._connections):
             if conn.source.job in self._conn_out:
                 self._conn_out[conn.source.job].append((index, conn))
             if conn.target is not None and conn.target.job in self._conn_in:
@@ -209,6 +181,12 @@ class Scheduler:
         self._check_acyclic()
         # (upstream job, downstream job, downstream executor) whose outputs arrived there
         self._delivered: set[tuple[str, str, PeerId]] = set()
+        # streamed pipes: the producers feeding each job live, and (producer, consumer,
+        # consumer's executor, consumer's attempt) for every pipe a running producer feeds
+        self._streamed_from = {n: frozenset(c.source.job for _, c in self._conn_in[n]
+                                            if c.stream) for n in self._jobs}
+        self._streaming: set[tuple[str, str, PeerId, int]] = set()
+        self._awaiting_quorum: set[str] = set()  # delivered; waits for its replicas to agree
         self._commands: list[Command] = []
         self._events: deque[SchedulerEvent] = deque()
         self._request_phase = True
@@ -224,6 +202,7 @@ class Scheduler:
             delivered=tuple(sorted(self._delivered, key=lambda t: (t[0], t[1], t[2].key))),
             request_phase=self._request_phase,
             first_error=self._first_error,
+            streaming=tuple(sorted(self._streaming, key=lambda t: (t[0], t[1], t[2].key, t[3]))),
         )
 
     @classmethod
@@ -247,6 +226,7 @@ class Scheduler:
                                      f"workflow {workflow.name!r}")
         scheduler._run = snapshot.run
         scheduler._delivered = set(snapshot.delivered)
+        scheduler._streaming = set(snapshot.streaming)
         scheduler._request_phase = snapshot.request_phase
         scheduler._first_error = snapshot.first_error
         for name, saved in known.items():
@@ -260,6 +240,9 @@ class Scheduler:
             scheduler._by_status[JobStatus.IDLE].discard(name)
             scheduler._by_status[saved.record.status].add(name)
         scheduler._dirty.update(scheduler._jobs)
+        scheduler._awaiting_quorum = {
+            name for name in scheduler._replicas
+            if known[name].record.status is JobStatus.DELIVERING and known[name].outputs}
         if scheduler._run.is_terminal:
             return scheduler
         for name, state in scheduler._jobs.items():
@@ -390,7 +373,8 @@ class Scheduler:
                 self._attempt_failed(name, f"{state.record.executor!s:.10} did not answer the "
                                            f"request within {self.config.request_timeout:g}s",
                                      now)
-            elif status in _ENGAGED and now >= state.last_heard + self.config.heartbeat_timeout:
+            elif (status in _ENGAGED and name not in self._awaiting_quorum
+                  and now >= state.last_heard + self.config.heartbeat_timeout):
                 self._attempt_failed(name, f"executor {state.record.executor!s:.10} silent for "
                                            f"{now - state.last_heard:.1f}s (heartbeat timeout)",
                                      now)
@@ -433,6 +417,7 @@ class Scheduler:
             self._set_job(name, JobStatus.RUNNING, now, report.detail)
             timeout = self._specs[name].timeout_s
             self._jobs[name].timeout_deadline = None if timeout is None else now + timeout
+            self._dirty.update(self._downstream[name])  # consumers of its streams may start
 
     def _on_exited(self, name: str, report: Report, now: float) -> None:
         assert isinstance(report, JobExited)
@@ -443,6 +428,12 @@ class Scheduler:
             return
         self._set_job(name, JobStatus.DELIVERING, now, exit_code=0)
 
+    def _on_lost(self, name: str, report: Report, now: float) -> None:
+        assert isinstance(report, JobLost)
+        executor = self._jobs[name].record.executor
+        self._attempt_failed(name, f"executor {executor!s:.10} lost the job: {report.reason}",
+                             now, notify=False)
+
     def _on_delivered(self, name: str, report: Report, now: float) -> None:
         assert isinstance(report, OutputsDelivered)
         state = self._jobs[name]
@@ -450,7 +441,7 @@ class Scheduler:
         if delivery is None:
             return
         failed = dict(report.failed)
-        by_connection = dict(enumerate(self.workflow.connections))
+        by_connection = dict(enumerate(self._connections))
         blamed: dict[str, str] = {}
         for index, why in failed.items():
             conn = by_connection.get(index)
@@ -470,7 +461,10 @@ class Scheduler:
         blamed.pop(name, None)
         if state.record.status is JobStatus.DELIVERING and report.delivery == 0:
             state.outputs = report.outputs
-            self._set_job(name, JobStatus.COMPLETED, now)
+            if name in self._replicas:
+                self._awaiting_quorum.add(name)  # _advance decides once enough replicas end
+            else:
+                self._set_job(name, JobStatus.COMPLETED, now)
         targets = dict(delivery.targets)
         for downstream, why in sorted(blamed.items()):
             if self._jobs[downstream].record.executor == targets.get(downstream):
@@ -513,6 +507,7 @@ class Scheduler:
                                             reason))
         policy = self._specs[name].retry
         state.receivers.clear()
+        fed = self._end_streams(name)
         if state.tries < policy.attempts and not self._run.is_terminal:
             if policy.other_peer:
                 state.next_candidate += 1
@@ -522,9 +517,12 @@ class Scheduler:
             if policy.backoff_s == 0:
                 state.retry_at = None
                 self._request(name, now)
+            self._fail_fed(name, fed, reason, now)
             return
         changes = {} if exit_code is None else {"exit_code": exit_code}
         self._set_job(name, JobStatus.ERRORED, now, reason, **changes)
+        if name in self._replica_of and not self._request_phase:
+            return  # a replica that fails is a missing vote; the quorum decides
         if not self._first_error:
             self._first_error = f"job {name!r} errored: {reason}"
         for downstream in self._descendants(name):
@@ -536,6 +534,90 @@ class Scheduler:
                 if other_state.record.status not in JOB_TERMINAL:
                     self._cancel_job(other, now, f"run failed before start: job {name!r} "
                                                  "could not be placed")
+
+    # ------------------------------------------------------------------ redundancy
+    def has_job(self, name: str) -> bool:
+        """A job of the workflow, or one of its redundant replicas (``job#2``)."""
+        return name in self._jobs
+
+    def _add_replicas(self, job: Job, options: Sequence[Candidate]
+                      ) -> list[tuple[str, Sequence[Candidate]]]:
+        try:
+            replicas = plan_replicas(job, options)
+        except ValueError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        self._replicas[job.name] = tuple(spec.name for spec, _ in replicas)
+        for spec, _options in replicas:
+            name = spec.name
+            self._replica_of[name] = job.name
+            self._specs[name] = spec
+            for conn in list(self._connections):  # the same inputs as the job itself
+                if conn.target is not None and conn.target.job == job.name:
+                    self._connections.append(replace(conn, target=replace(conn.target,
+                                                                          job=name)))
+        return [(spec.name, placed) for spec, placed in replicas]
+
+    def _compared_outputs(self, primary: str) -> tuple[str, ...]:
+        return compared_sources([c.source.key for _, c in self._conn_out[primary]])
+
+    def _decide_quorum(self, name: str, now: float) -> None:
+        """A delivered redundant job completes when its quorum agrees, errors when it can't."""
+        def vote(job: str) -> Vote:
+            state = self._jobs[job]
+            done = state.record.status is JobStatus.COMPLETED or job == name
+            return Vote(state.record.executor, state.outputs if done else None,
+                        state.record.status in JOB_TERMINAL)
+
+        verdict = tally(vote(name), [vote(r) for r in self._replicas[name]],
+                        self._compared_outputs(name), self._specs[name].quorum)
+        if not verdict.decided:
+            return
+        self._awaiting_quorum.discard(name)
+        for replica in self._replicas[name]:
+            if self._jobs[replica].record.status not in JOB_TERMINAL:
+                self._cancel_job(replica, now, f"{name!r} is decided: {verdict.reason}")
+        if verdict.agreed:
+            self._set_job(name, JobStatus.COMPLETED, now, verdict.reason)
+            self._dirty.update(self._downstream[name])
+            return
+        record = self._jobs[name].record
+        if record.executor is not None:
+            self._commands.append(CancelJob(record.executor, self.run_id, name, record.attempt,
+                                            verdict.reason))
+        self._set_job(name, JobStatus.ERRORED, now, verdict.reason)
+        self._first_error = self._first_error or f"job {name!r} errored: {verdict.reason}"
+        for downstream in self._descendants(name):
+            if self._jobs[downstream].record.status not in JOB_TERMINAL:
+                self._cancel_job(downstream, now, f"upstream job {name!r} errored")
+
+    def _end_streams(self, name: str) -> list[str]:
+        """Forget the pipes ``name``'s attempt is part of; the consumers it was feeding live.
+
+        A consumer's failed attempt also forgets that its streamed inputs were delivered: its
+        next attempt is a new workspace, fed again (live, or from the finished output).
+        """
+        fed = []
+        for pipe in list(self._streaming):
+            producer, consumer, executor, attempt = pipe
+            if producer == name:
+                self._streaming.discard(pipe)
+                record = self._jobs[consumer].record
+                if (record.executor, record.attempt) == (executor, attempt) and record.status in (
+                        JobStatus.READY, JobStatus.QUEUED, JobStatus.RUNNING):
+                    fed.append(consumer)
+            elif consumer == name:
+                self._streaming.discard(pipe)
+        for producer in self._streamed_from[name]:
+            self._delivered = {d for d in self._delivered if d[:2] != (producer, name)}
+        return fed
+
+    def _fail_fed(self, name: str, fed: list[str], reason: str, now: float) -> None:
+        """A producer's attempt is retried: the consumers it fed live got a broken stream.
+
+        (A producer that errors for good cancels its consumers as descendants instead.)
+        """
+        for consumer in fed:
+            self._attempt_failed(consumer, f"streamed input from {name!r} failed: {reason}", now)
 
     def _cancel_job(self, name: str, now: float, reason: str) -> None:
         state = self._jobs[name]
@@ -551,6 +633,8 @@ class Scheduler:
         """Start what can start, re-deliver what a retried job needs, and end the run."""
         if self._run.is_terminal:
             return
+        for name in sorted(self._awaiting_quorum):
+            self._decide_quorum(name, now)
         if self._request_phase:
             if len(self._by_status[JobStatus.ACCEPTED]) == len(self._jobs):
                 self._request_phase = False
@@ -569,6 +653,9 @@ class Scheduler:
             ready = True
             for upstream in self._upstream[name]:
                 up = self._jobs[upstream]
+                if (upstream in self._streamed_from[name] and up.record.status in _FEEDING
+                        and (upstream, name, executor, state.record.attempt) in self._streaming):
+                    continue  # its producer is running and pipes into this very attempt
                 if up.record.status is not JobStatus.COMPLETED:
                     ready = False
                 elif (upstream, name, executor) not in self._delivered:
@@ -592,8 +679,15 @@ class Scheduler:
         state.last_heard = now
         if not resend:
             self._set_job(name, JobStatus.READY, now)
+        for route in outputs:
+            if route.stream and route.target_job is not None:
+                consumer = self._jobs[route.target_job].record
+                self._streaming.add((name, route.target_job, route.target_peer, consumer.attempt))
+        primary = self._replica_of.get(name, name)
+        hash_only = self._compared_outputs(primary) if primary in self._replicas else ()
         self._commands.append(StartJob(executor, self.run_id, name, state.record.attempt,
-                                       self._routes_in(name), outputs, delivery=0))
+                                       self._routes_in(name), outputs, delivery=0,
+                                       hash_only=hash_only))
 
     def _redeliver(self, upstream: str, downstream: str, now: float) -> None:
         state = self._jobs[upstream]
@@ -625,7 +719,7 @@ class Scheduler:
             target_executor = self._jobs[conn.target.job].record.executor
             assert target_executor is not None
             routes.append(OutputRoute(index, conn.source.key, target_executor, conn.target.job,
-                                      conn.target.key, conn.file))
+                                      conn.target.key, conn.file, conn.stream))
         return tuple(routes)
 
     def _routes_in(self, name: str) -> tuple[InputRoute, ...]:
@@ -635,7 +729,7 @@ class Scheduler:
             source_executor = self._jobs[conn.source.job].record.executor
             assert source_executor is not None
             routes.append(InputRoute(index, conn.source.job, conn.source.key, source_executor,
-                                     conn.target.key, conn.file))
+                                     conn.target.key, conn.file, conn.stream))
         return tuple(routes)
 
     def _finish_if_done(self, now: float) -> None:
@@ -643,7 +737,8 @@ class Scheduler:
             return
         if sum(len(self._by_status[s]) for s in JOB_TERMINAL) != len(self._jobs):
             return
-        if len(self._by_status[JobStatus.COMPLETED]) == len(self._jobs):
+        if all(self._jobs[n].record.status is JobStatus.COMPLETED
+               for n in self._jobs if n not in self._replica_of):
             self._set_run(RunStatus.COMPLETED, now)
         else:
             self._set_run(RunStatus.FAILED, now, self._first_error or "a job was cancelled")
@@ -716,5 +811,6 @@ _DISPATCH: dict[type, tuple[frozenset[JobStatus], _Handler]] = {
                 Scheduler._on_exited),
     OutputsDelivered: (frozenset({JobStatus.DELIVERING, JobStatus.COMPLETED}),
                        Scheduler._on_delivered),
+    JobLost: (_ENGAGED | {JobStatus.REQUESTED}, Scheduler._on_lost),
 }
 """Which report is allowed in which job state; anything else is ignored with a reason."""

@@ -44,6 +44,8 @@ class SchedulerSnapshot:
     delivered: tuple[tuple[str, str, PeerId], ...]
     request_phase: bool
     first_error: str
+    streaming: tuple[tuple[str, str, PeerId, int], ...] = ()
+    """Live pipes: (producer, consumer, consumer's executor, consumer's attempt)."""
 
     def to_json(self) -> str:
         return json.dumps({
@@ -53,6 +55,7 @@ class SchedulerSnapshot:
             "delivered": [[u, d, p.hex] for u, d, p in self.delivered],
             "request_phase": self.request_phase,
             "first_error": self.first_error,
+            "streaming": [[p, c, e.hex, a] for p, c, e, a in self.streaming],
         }, sort_keys=True)
 
     @classmethod
@@ -71,6 +74,8 @@ class SchedulerSnapshot:
                                 for u, d, p in data["delivered"]),
                 request_phase=bool(data["request_phase"]),
                 first_error=str(data["first_error"]),
+                streaming=tuple((str(p), str(c), PeerId(bytes.fromhex(e)), int(a))
+                                for p, c, e, a in data.get("streaming", [])),
             )
         except StoreError:
             raise

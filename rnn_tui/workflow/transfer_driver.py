@@ -66,6 +66,36 @@ class Landing:
     max_size: int
     on_done: Callable[[int, str], None]
     on_failed: Callable[[str], None] = lambda reason: None
+    on_progress: Callable[[int], None] = lambda verified_bytes: None
+    """Called after each verified chunk is written: bytes from the start now on disk."""
+
+
+@dataclass(eq=False, slots=True)
+class StreamSource:
+    """A growing output (a running job's STDOUT) sent while it is produced, size unknown.
+
+    The producer calls ``feed`` as bytes come and ``end`` (or ``fail``) when it exits; the
+    sender takes at most its window from ``pending`` at a time.  What the receiver is slow to
+    take waits here, so memory is bounded by the job's output cap, not by the window.
+    """
+
+    pending: bytearray = field(default_factory=bytearray)
+    ended: bool = False
+    failed: str = ""
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def feed(self, data: bytes) -> None:
+        if not (self.ended or self.failed):
+            self.pending += data
+            self.wake.set()
+
+    def end(self) -> None:
+        self.ended = True
+        self.wake.set()
+
+    def fail(self, reason: str) -> None:
+        self.failed = self.failed or reason
+        self.wake.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +119,7 @@ class _Outgoing:
     route: tuple[str, str, int, int, str | None, str | None]
     done: asyncio.Future[tuple[bool, str]]
     wake: asyncio.Event = field(default_factory=asyncio.Event)
+    source: StreamSource | None = None
     sent: list[int] = field(default_factory=list)
     resume_points: list[int] = field(default_factory=list)
 
@@ -155,35 +186,59 @@ class TransferService:
                         (run_id, source_job, attempt, connection, target_job, target),
                         loop.create_future())
         self._outgoing[transfer_id] = out
-        reconnects = 0
         try:
-            while True:
-                reason = await self._one_connection(out)
-                if out.done.done():
-                    break
-                if reconnects >= self.max_reconnects:
-                    sender.abort(f"gave up after {reconnects} reconnects: {reason}")
-                    self._settle(out)
-                    break
-                reconnects += 1
-                log.info("transfer %s to %s interrupted (%s); resuming", transfer_id[:8],
-                         peer.short, reason)
-                await asyncio.sleep(min(0.2 * reconnects, 2.0))
-                sender.reconnected()
-            ok, why = out.done.result()
-            verified_floor = 0
-            resent = 0
-            # a chunk sent again below the receiver's verified count would be a wasted resend
-            for index in out.sent:
-                if index < 0:
-                    verified_floor = -index - 1
-                elif index < verified_floor:
-                    resent += 1
-            return SendOutcome(ok, size, sha.hex(), why, sum(1 for i in out.sent if i >= 0),
-                               reconnects, resent)
+            return await self._send(out, transfer_id)
         finally:
             self._outgoing.pop(transfer_id, None)
             os.close(fd)
+
+    async def send_stream(self, peer: PeerId, source: StreamSource, *, transfer_id: str,
+                          name: str, run_id: str, source_job: str, attempt: int,
+                          connection: int, target_job: str | None,
+                          target: str | None) -> SendOutcome:
+        """Send a growing output as it is produced (the core's stream mode: size unknown,
+        hashed while pushed; a resume restarts within the chunks not yet acknowledged)."""
+        sender = tc.TransferSender(transfer_id, name, chunk_size=self.chunk_size,
+                                   window=self.window)
+        # one event: the producer's feed wakes the pulling side directly
+        out = _Outgoing(sender, peer, -1, -1, b"",
+                        (run_id, source_job, attempt, connection, target_job, target),
+                        asyncio.get_running_loop().create_future(), wake=source.wake,
+                        source=source)
+        self._outgoing[transfer_id] = out
+        try:
+            return await self._send(out, transfer_id)
+        finally:
+            self._outgoing.pop(transfer_id, None)
+
+    async def _send(self, out: _Outgoing, transfer_id: str) -> SendOutcome:
+        sender, peer = out.sender, out.peer
+        reconnects = 0
+        while True:
+            reason = await self._one_connection(out)
+            if out.done.done():
+                break
+            if reconnects >= self.max_reconnects:
+                sender.abort(f"gave up after {reconnects} reconnects: {reason}")
+                self._settle(out)
+                break
+            reconnects += 1
+            log.info("transfer %s to %s interrupted (%s); resuming", transfer_id[:8],
+                     peer.short, reason)
+            await asyncio.sleep(min(0.2 * reconnects, 2.0))
+            sender.reconnected()
+        ok, why = out.done.result()
+        verified_floor = 0
+        resent = 0
+        # a chunk sent again below the receiver's verified count would be a wasted resend
+        for index in out.sent:
+            if index < 0:
+                verified_floor = -index - 1
+            elif index < verified_floor:
+                resent += 1
+        size = out.size if out.source is None else sender.read_offset
+        return SendOutcome(ok, size, out.sha256.hex(), why,
+                           sum(1 for i in out.sent if i >= 0), reconnects, resent)
 
     async def _one_connection(self, out: _Outgoing) -> str:
         """Offer once and wait for the end or a disconnect; returns why it stopped."""
@@ -224,6 +279,8 @@ class TransferService:
             if sender.acknowledged_chunks != progress:
                 progress = sender.acknowledged_chunks
                 continue
+            if out.source is not None and not out.source.ended and sender.held_bytes == 0:
+                continue  # a quiet producer is not a stalled transfer
             if sender.state is not tc.TransferState.DONE:
                 sender.abort(f"no progress for {self.stall_timeout:g}s")
                 self._settle(out)
@@ -246,7 +303,19 @@ class TransferService:
             raise WorkflowError(f"no transfer {msg.transfer_id[:8]} for this peer")
         sender = out.sender
         while not sender.finished:
-            while (want := sender.wants_data()) > 0:
+            while out.source is not None and (want := sender.wants_data()) > 0:
+                source = out.source
+                if source.failed:
+                    sender.abort(source.failed)
+                elif source.pending:
+                    take = min(want, len(source.pending))
+                    sender.push(bytes(source.pending[:take]))
+                    del source.pending[:take]
+                    continue
+                elif source.ended:
+                    sender.finish()
+                break
+            while out.source is None and (want := sender.wants_data()) > 0:
                 offset = sender.read_offset
                 if offset >= out.size:
                     sender.finish()
@@ -256,7 +325,7 @@ class TransferService:
                     sender.abort(f"source shrank to {offset} bytes while sending")
                     break
                 sender.push(data)
-            if sender.read_offset >= out.size and not sender.finished:
+            if out.source is None and sender.read_offset >= out.size and not sender.finished:
                 sender.finish()  # idempotent; cuts the last short chunk and queues End
             pending = sender.messages_to_send()
             for message in pending:
@@ -317,7 +386,7 @@ class TransferService:
             except (RnnError, OSError) as exc:
                 return XferControl(tc.Aborted(tid, f"refused: {exc}"))
             receiver = tc.TransferReceiver(tid, max_size=landing.max_size,
-                                           expected_sha256=msg.sha256, resume=resume)
+                                           expected_sha256=msg.sha256 or None, resume=resume)
             inc = _Incoming(receiver, landing, conn.peer_id, fd, part)
             self._incoming[tid] = inc
         elif inc.receiver.finished:
@@ -369,6 +438,7 @@ class TransferService:
         while (event := inc.receiver.next_event()) is not None:
             if isinstance(event, tc.WriteChunk):
                 os.pwrite(inc.fd, event.data, event.offset)
+                inc.landing.on_progress(event.offset + len(event.data))
             elif isinstance(event, tc.TransferCompleted):
                 self._land(inc, event)
             elif isinstance(event, tc.TransferFailed):

@@ -100,6 +100,13 @@ class _Checker:
             self.jobs[job.name] = job
             self.mounts[job.name] = list(job.mounts)
             path: SourcePath = ("jobs", job.name)
+            if job.redundancy > 1 and job.service.peer is not None:
+                self.add((*path, "redundancy"), f"job {job.name!r}: redundancy needs a service "
+                                                "on any peer; this one names a fixed peer")
+            if job.confidence is not None and job.confidence > job.redundancy:
+                self.add((*path, "confidence"), f"job {job.name!r}: confidence "
+                                                f"{job.confidence} is more than its "
+                                                f"redundancy {job.redundancy}")
             if job.retry.other_peer and job.service.peer is not None:
                 self.add((*path, "retry"), f"job {job.name!r}: retry.other_peer needs a service "
                                            "on any peer; this one names a fixed peer")
@@ -179,6 +186,31 @@ class _Checker:
                              f"{destination[1]} from connections[{targets[destination]}]")
                 else:
                     targets[destination] = index
+        self.check_streams()
+
+    def check_streams(self) -> None:
+        """``stream: true`` pipes a live STDOUT/STDERR into one job's STDIN, nothing else."""
+        streamed: dict[str, int] = {}
+        for index, conn in enumerate(self.workflow.connections):
+            if not conn.stream:
+                continue
+            path: SourcePath = ("connections", index, "stream")
+            if conn.source.interface not in (InterfaceType.STDOUT, InterfaceType.STDERR):
+                self.add(path, f"{conn}: only STDOUT or STDERR can be streamed")
+            elif conn.target is None or conn.target.interface is not InterfaceType.STDIN:
+                self.add(path, f"{conn}: a stream must end at a job's STDIN")
+            key = str(conn.source)
+            if key in streamed:
+                self.add(path, f"{conn}: {key} is already streamed by "
+                               f"connections[{streamed[key]}]; a stream has one consumer")
+            else:
+                streamed[key] = index
+        for index, conn in enumerate(self.workflow.connections):
+            key = str(conn.source)
+            if not conn.stream and key in streamed:
+                self.add(("connections", index, "from"),
+                         f"{conn}: {key} is streamed by connections[{streamed[key]}]; a "
+                         "streamed output has exactly one consumer")
 
     def check_source(self, port: PortRef, path: SourcePath) -> None:
         if port.job not in self.jobs:

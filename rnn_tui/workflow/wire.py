@@ -40,7 +40,7 @@ _COMMANDS: dict[str, type] = {c.__name__: c for c in (
     wm.RequestJob, wm.StartJob, wm.DeliverOutputs, wm.CancelJob, wm.ReleaseJob)}
 _REPORTS: dict[str, type] = {c.__name__: c for c in (
     wm.JobAccepted, wm.JobRefused, wm.JobStatusReported, wm.JobExited, wm.OutputsDelivered,
-    wm.Heartbeat)}
+    wm.JobLost, wm.Heartbeat)}
 _XFER_CONTROL: dict[str, type] = {c.__name__: c for c in (
     tc.Offer, tc.ResumeFrom, tc.Ack, tc.End, tc.Completed, tc.Aborted)}
 _NESTED: dict[str, type] = {c.__name__: c for c in (
@@ -147,6 +147,10 @@ def _convert(hint: Any, raw: Any, where: str) -> Any:
             return raw.decode()
         except UnicodeDecodeError:
             raise _bad(where, "text is not UTF-8") from None
+    if hint is bool:
+        if raw not in (0, 1) or not isinstance(raw, int):
+            raise _bad(where, "expected 0 or 1")
+        return bool(raw)
     if hint is int:
         if not isinstance(raw, int):
             raise _bad(where, "expected an integer")

@@ -70,12 +70,12 @@ _T = TypeVar("_T")
 
 _TOP_KEYS = ("name", "description", "jobs", "connections")
 _JOB_KEYS = ("name", "description", "service", "args", "env", "mounts", "defaults", "limits",
-             "timeout_s", "retry", "position")
+             "timeout_s", "retry", "position", "redundancy", "confidence")
 _SERVICE_KEYS = ("name", "peer")
 _LIMIT_KEYS = ("cpu_millis", "memory_mb", "pids")
 _RETRY_KEYS = ("attempts", "other_peer", "backoff_s")
 _POSITION_KEYS = ("x", "y")
-_CONNECTION_KEYS = ("from", "to", "file")
+_CONNECTION_KEYS = ("from", "to", "file", "stream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +250,8 @@ class _Reader:
         field("timeout_s", lambda n: self.number(n, f"{where}: timeout_s", float, 0.001))
         field("retry", lambda n: self.retry(n, where, path))
         field("position", lambda n: self.position(n, where, path))
+        field("redundancy", lambda n: self.number(n, f"{where}: redundancy", int, 1))
+        field("confidence", lambda n: self.number(n, f"{where}: confidence", int, 1))
         if broken:
             raise _Skip()
         return Job(**fields)
@@ -335,7 +337,8 @@ class _Reader:
         target_text = self.text(keys["to"], f"{what}.to")
         target = None if target_text == SELF else self.port(keys["to"], f"{what}.to")
         file = self.text(keys["file"], f"{what}.file") if "file" in keys else None
-        return Connection(source, target, file)
+        stream = self.flag(keys["stream"], f"{what}.stream") if "stream" in keys else False
+        return Connection(source, target, file, stream)
 
     def port(self, node: yaml.Node, what: str) -> PortRef:
         text = self.text(node, what)
@@ -439,6 +442,10 @@ def _job_to_dict(job: Job) -> dict[str, Any]:
                         "backoff_s": job.retry.backoff_s}
     if job.position is not None:
         out["position"] = {"x": job.position.x, "y": job.position.y}
+    if job.redundancy != 1:
+        out["redundancy"] = job.redundancy
+    if job.confidence is not None:
+        out["confidence"] = job.confidence
     return out
 
 
@@ -447,6 +454,8 @@ def _connection_to_dict(conn: Connection) -> dict[str, Any]:
                            "to": SELF if conn.target is None else str(conn.target)}
     if conn.file is not None:
         out["file"] = conn.file
+    if conn.stream:
+        out["stream"] = True
     return out
 
 

@@ -121,7 +121,9 @@ def test_requester_restart_mid_run_carries_the_run_on(
     run_id = start_run(requester, spec)
     job = wait_job(requester, run_id, "slow", ("RUNNING",))
     executor = node_by_peer(nodes, job["executor"])
-    assert _containers(docker_client, executor)
+    # RUNNING is reported while the container is being created: wait until it exists
+    wait_for(lambda: _containers(docker_client, executor), timeout=20,
+             what="the job's container", on_fail=executor.tail)
     assert requester.stop() == 0
     requester.start()
     requester.wait_ready()

@@ -28,11 +28,12 @@ DATA = REPO / "workflows" / "data"
 def workflow_cluster(home: Path, base: int, image: str, executors: int,
                      data: dict[int, list[str]], heartbeat_s: float = 2.0,
                      busybox_on: tuple[int, ...] | None = None,
-                     docker_client: Any = None) -> Iterator[tuple[NodeProcess, list[NodeProcess]]]:
+                     docker_client: Any = None, **extra_env: str,
+                     ) -> Iterator[tuple[NodeProcess, list[NodeProcess]]]:
     for sub in ("config", "data", "cache"):
         (home / sub).mkdir(parents=True, exist_ok=True)
     env = rnn_env(home, RNN_WORKFLOW_HEARTBEAT_S=str(heartbeat_s),
-                  RNN_EXECUTOR_ALLOW_COMMAND_OVERRIDE="true")
+                  RNN_EXECUTOR_ALLOW_COMMAND_OVERRIDE="true", **extra_env)
     with cluster(home, base=base) as c:
         requester = c.add(bootstrap="", env=env)
         requester.wait_ready()

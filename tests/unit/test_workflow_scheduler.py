@@ -16,6 +16,7 @@ from rnn_tui.workflow.messages import (
     Heartbeat,
     JobAccepted,
     JobExited,
+    JobLost,
     JobRefused,
     JobStatusReported,
     OutputDigest,
@@ -218,6 +219,41 @@ def test_heartbeat_timeout_detects_dead_executor() -> None:
     assert s.run.status is RunStatus.FAILED
 
 
+def test_lost_job_is_retried_at_once_without_a_heartbeat_timeout() -> None:
+    s = make(src=[A], mid=[B, D], end=[C])
+    s.start(0.0)
+    (start_src,) = accept_all(s, now=0.0)
+    assert isinstance(start_src, StartJob)
+    s.receive(A, JobStatusReported(RUN, "src", 1, ExecState.RUNNING), 0.5)
+    # mid's executor restarted while holding its reservation (ACCEPTED, not started)
+    s.receive(B, JobLost(RUN, "mid", 1, "the executor restarted before the job started"), 1.0)
+    (retry,) = drain(s)
+    assert isinstance(retry, RequestJob) and retry.peer == D and retry.attempt == 2
+    assert "lost the job: the executor restarted before the job started; retrying" in \
+        s.job("mid").reason
+    # src's executor lost it while running; src has no retry policy: the run fails, explained
+    s.receive(A, JobLost(RUN, "src", 1, "container lost (it was still running)"), 1.5)
+    assert s.job("src").status is JobStatus.ERRORED
+    assert s.run.status is RunStatus.FAILED
+    assert "lost the job: container lost (it was still running)" in s.run.reason
+    assert not any(isinstance(c, CancelJob) and c.job == "src" for c in drain(s))
+
+
+def test_lost_report_for_another_attempt_or_a_finished_job_is_ignored() -> None:
+    s = make(src=[A], mid=[B], end=[C])
+    s.start(0.0)
+    (start_src,) = accept_all(s, now=0.0)
+    assert isinstance(start_src, StartJob)
+    finish(s, start_src, 1.0)
+    assert s.job("src").status is JobStatus.COMPLETED
+    events(s)
+    s.receive(A, JobLost(RUN, "src", 1, "shut down"), 1.1)
+    s.receive(B, JobLost(RUN, "mid", 7, "shut down"), 1.1)
+    ignored = [e for e in events(s) if isinstance(e, ReportIgnored)]
+    assert len(ignored) == 2 and s.job("src").status is JobStatus.COMPLETED
+    assert s.job("mid").status is not JobStatus.IDLE and s.run.status is RunStatus.RUNNING
+
+
 def test_job_timeout_cancels_the_job() -> None:
     s = make(src=[A], mid=[B], end=[C])
     s.start(0.0)
@@ -401,7 +437,7 @@ def test_restart_resends_lost_requests_and_starts() -> None:
 
 
 REPORT_KINDS = ["accept", "refuse", "queued", "running", "exit0", "exit1", "delivered",
-                "delivered-failed", "heartbeat"]
+                "delivered-failed", "heartbeat", "lost"]
 
 
 def _report(kind: str, job: str, attempt: int, delivery: int) -> object:
@@ -416,6 +452,7 @@ def _report(kind: str, job: str, attempt: int, delivery: int) -> object:
         "delivered-failed": OutputsDelivered(RUN, job, attempt, delivery, (),
                                              ((delivery, "lost"), (99, "no such route"))),
         "heartbeat": Heartbeat(RUN, job, attempt),
+        "lost": JobLost(RUN, job, attempt, "executor restarted"),
     }[kind]
 
 
@@ -452,3 +489,257 @@ def test_any_report_sequence_is_absorbed(steps: list[tuple[int, str, str, int, i
         assert all(j.status is JobStatus.COMPLETED for j in s.jobs)
     if s.run.is_terminal:
         assert all(j.is_terminal for j in s.jobs)
+
+
+STREAMED = """\
+name: pipe
+jobs:
+  - {name: prod, service: tool, retry: {attempts: 2}}
+  - {name: cons, service: tool, retry: {attempts: 2}}
+connections:
+  - {from: prod.STDOUT, to: cons.STDIN, stream: true}
+  - {from: cons.STDOUT, to: self, file: out.txt}
+"""
+
+
+def _start_pipe() -> tuple[Scheduler, StartJob]:
+    s = make(STREAMED, prod=[A], cons=[B])
+    s.start(0.0)
+    (start_prod,) = accept_all(s)
+    assert isinstance(start_prod, StartJob) and start_prod.job == "prod"
+    (route,) = start_prod.outputs
+    assert route.stream and (route.target_peer, route.target) == (B, "STDIN")
+    return s, start_prod
+
+
+def test_streamed_consumer_starts_when_its_producer_runs_not_before() -> None:
+    s, _start = _start_pipe()
+    assert s.job("cons").status is JobStatus.ACCEPTED  # producer READY, not yet running
+    s.receive(A, JobStatusReported(RUN, "prod", 1, ExecState.RUNNING), 1.0)
+    (start_cons,) = drain(s)
+    assert isinstance(start_cons, StartJob) and start_cons.job == "cons" and start_cons.peer == B
+    (inp,) = start_cons.inputs
+    assert inp.stream and inp.source_peer == A and inp.source_job == "prod"
+    # both run at once; the consumer finishes after the producer's stream ends
+    s.receive(B, JobStatusReported(RUN, "cons", 1, ExecState.RUNNING), 1.5)
+    s.receive(A, JobExited(RUN, "prod", 1, 0), 5.0)
+    s.receive(A, OutputsDelivered(RUN, "prod", 1, 0, (OutputDigest("STDOUT", 3, "ab" * 32),)), 5.1)
+    s.receive(B, JobExited(RUN, "cons", 1, 0), 5.2)
+    s.receive(B, OutputsDelivered(RUN, "cons", 1, 0, (OutputDigest("STDOUT", 3, "cd" * 32),)), 5.3)
+    assert s.run.status is RunStatus.COMPLETED
+
+
+def test_batch_connection_still_waits_for_the_producer_to_complete() -> None:
+    s = make(STREAMED.replace(", stream: true", ""), prod=[A], cons=[B])
+    s.start(0.0)
+    (start_prod,) = accept_all(s)
+    assert isinstance(start_prod, StartJob) and not start_prod.outputs[0].stream
+    s.receive(A, JobStatusReported(RUN, "prod", 1, ExecState.RUNNING), 1.0)
+    assert drain(s) == [] and s.job("cons").status is JobStatus.ACCEPTED
+
+
+def test_producer_failing_mid_stream_fails_the_consumer_it_fed() -> None:
+    s, _start = _start_pipe()
+    s.receive(A, JobStatusReported(RUN, "prod", 1, ExecState.RUNNING), 1.0)
+    drain(s)
+    s.receive(B, JobStatusReported(RUN, "cons", 1, ExecState.RUNNING), 1.2)
+    s.receive(A, JobExited(RUN, "prod", 1, 3, "boom"), 2.0)
+    commands = drain(s)
+    # the producer is retried; the consumer's attempt, fed a broken stream, is cancelled
+    assert s.job("cons").attempt == 2 or s.job("cons").status is not JobStatus.RUNNING
+    assert any(isinstance(c, CancelJob) and c.job == "cons" and c.attempt == 1
+               and "streamed input from 'prod' failed: exited with code 3: boom" in c.reason
+               for c in commands)
+    assert {(c.job, c.attempt) for c in commands if isinstance(c, RequestJob)} == {
+        ("prod", 2), ("cons", 2)}
+    s.receive(A, JobAccepted(RUN, "prod", 2), 2.1)
+    s.receive(B, JobAccepted(RUN, "cons", 2), 2.1)
+    (restart,) = drain(s)
+    assert isinstance(restart, StartJob) and restart.job == "prod" and restart.attempt == 2
+    # the new producer attempt pipes into the consumer's new attempt, once it runs
+    s.receive(A, JobStatusReported(RUN, "prod", 2, ExecState.RUNNING), 2.5)
+    (start_cons,) = drain(s)
+    assert isinstance(start_cons, StartJob) and start_cons.attempt == 2
+
+
+def test_consumer_retried_after_its_producer_completed_gets_a_batch_delivery() -> None:
+    s, _start = _start_pipe()
+    s.receive(A, JobStatusReported(RUN, "prod", 1, ExecState.RUNNING), 1.0)
+    drain(s)
+    s.receive(A, JobExited(RUN, "prod", 1, 0), 2.0)
+    s.receive(A, OutputsDelivered(RUN, "prod", 1, 0, (OutputDigest("STDOUT", 3, "ab" * 32),)), 2.1)
+    assert s.job("prod").status is JobStatus.COMPLETED
+    s.receive(B, JobExited(RUN, "cons", 1, 1, "crashed"), 2.5)
+    (retry,) = drain(s)
+    assert isinstance(retry, RequestJob) and retry.job == "cons" and retry.attempt == 2
+    s.receive(B, JobAccepted(RUN, "cons", 2), 2.6)
+    (redeliver,) = drain(s)
+    assert isinstance(redeliver, DeliverOutputs) and redeliver.job == "prod"
+    assert redeliver.outputs[0].target_peer == B
+    s.receive(A, OutputsDelivered(RUN, "prod", 1, redeliver.delivery), 2.8)
+    (start_cons,) = drain(s)
+    assert isinstance(start_cons, StartJob) and start_cons.job == "cons" and start_cons.attempt == 2
+
+
+REDUNDANT = """\
+name: red
+jobs:
+  - {name: calc, service: tool, redundancy: 3}
+  - {name: use, service: tool}
+connections:
+  - {from: calc.STDOUT, to: use.STDIN}
+  - {from: use.STDOUT, to: self, file: out.txt}
+"""
+
+
+def _redundant() -> tuple[Scheduler, dict[str, StartJob]]:
+    s = make(REDUNDANT, calc=[A, B, C], use=[D])
+    s.start(0.0)
+    requests = [c for c in drain(s) if isinstance(c, RequestJob)]
+    placed = {(c.job, c.peer) for c in requests}
+    assert placed == {("calc", A), ("calc#2", B), ("calc#3", C), ("use", D)}
+    for req in requests:
+        s.receive(req.peer, JobAccepted(RUN, req.job, req.attempt), 0.1)
+    starts = {c.job: c for c in drain(s) if isinstance(c, StartJob)}
+    assert set(starts) == {"calc", "calc#2", "calc#3"}
+    # only the job itself ships its output; the replicas hash and sign theirs
+    assert starts["calc#2"].outputs == () and starts["calc#2"].hash_only == ("STDOUT",)
+    assert starts["calc"].outputs[0].target_job == "use"
+    return s, starts
+
+
+def _done(s: Scheduler, start: StartJob, sha: str, now: float) -> None:
+    s.receive(start.peer, JobStatusReported(RUN, start.job, 1, ExecState.RUNNING), now)
+    s.receive(start.peer, JobExited(RUN, start.job, 1, 0), now)
+    s.receive(start.peer, OutputsDelivered(RUN, start.job, 1, 0,
+                                           (OutputDigest("STDOUT", 3, sha),)), now)
+
+
+def test_redundant_job_completes_when_a_majority_agrees() -> None:
+    s, starts = _redundant()
+    _done(s, starts["calc"], "aa" * 32, 1.0)
+    assert s.job("calc").status is JobStatus.DELIVERING  # waits for a second vote
+    assert not any(isinstance(c, StartJob) and c.job == "use" for c in drain(s))
+    s.handle_timer(1.5)  # calc waits for votes, not heartbeats
+    _done(s, starts["calc#2"], "aa" * 32, 2.0)
+    assert s.job("calc").status is JobStatus.COMPLETED
+    assert "2 of 3 replicas agree" in s.job("calc").reason
+    commands = drain(s)
+    assert any(isinstance(c, StartJob) and c.job == "use" for c in commands)
+    # the third replica is no longer needed
+    assert s.job("calc#3").status is JobStatus.CANCELLED
+    assert any(isinstance(c, CancelJob) and c.job == "calc#3" for c in commands)
+    (start_use,) = [c for c in commands if isinstance(c, StartJob)]
+    _done(s, start_use, "bb" * 32, 3.0)
+    assert s.run.status is RunStatus.COMPLETED
+
+
+def test_redundant_job_errors_naming_every_hash_when_no_quorum_is_possible() -> None:
+    s, starts = _redundant()
+    _done(s, starts["calc"], "aa" * 32, 1.0)
+    _done(s, starts["calc#2"], "bb" * 32, 1.1)
+    assert s.job("calc").status is JobStatus.DELIVERING
+    _done(s, starts["calc#3"], "cc" * 32, 1.2)
+    record = s.job("calc")
+    assert record.status is JobStatus.ERRORED
+    assert record.reason.startswith("outputs disagree: ")
+    for peer, sha in ((A, "aa"), (B, "bb"), (C, "cc")):
+        assert f"peer {peer.short} sha {sha * 8}" in record.reason
+    assert "need 2 of 3 to agree" in record.reason
+    assert s.job("use").status is JobStatus.CANCELLED
+    assert s.run.status is RunStatus.FAILED and "outputs disagree" in s.run.reason
+
+
+def test_a_failed_replica_is_a_missing_vote_not_a_failed_run() -> None:
+    s, starts = _redundant()
+    s.receive(C, JobExited(RUN, "calc#3", 1, 2, "crashed"), 0.5)
+    assert s.job("calc#3").status is JobStatus.ERRORED and s.run.status is RunStatus.RUNNING
+    _done(s, starts["calc"], "aa" * 32, 1.0)
+    _done(s, starts["calc#2"], "aa" * 32, 1.1)
+    assert s.job("calc").status is JobStatus.COMPLETED
+
+
+def test_redundancy_needs_as_many_distinct_peers() -> None:
+    with pytest.raises(LocalProtocolError, match="redundancy 3 needs as many distinct peers"):
+        make(REDUNDANT, calc=[A, B], use=[D])
+
+
+def test_redundant_run_survives_a_requester_restart() -> None:
+    s, starts = _redundant()
+    _done(s, starts["calc"], "aa" * 32, 1.0)
+    drain(s)
+    wf = load_workflow(REDUNDANT).workflow
+    candidates = {"calc": [Candidate(p, "svc-tool") for p in (A, B, C)],
+                  "use": [Candidate(D, "svc-tool")]}
+    again = Scheduler.restore(s.snapshot(), wf, REQUESTER, candidates, 10.0,
+                              config=SchedulerConfig(request_timeout=5, heartbeat_timeout=4))
+    drain(again)
+    assert again.job("calc").status is JobStatus.DELIVERING and again.has_job("calc#2")
+    again.handle_timer(100.0)  # calc waits for votes, not heartbeats; the replicas time out
+    assert again.job("calc").status is JobStatus.ERRORED
+    assert "replica(s) produced nothing" in again.job("calc").reason
+
+
+MIXED = """\
+name: mixed
+jobs:
+  - {name: src, service: data, retry: {attempts: 2}}
+  - {name: mid, service: tool, redundancy: 2, retry: {attempts: 2, other_peer: true}}
+  - {name: end, service: tool, retry: {attempts: 2}}
+connections:
+  - {from: src.STDOUT, to: mid.STDIN, stream: true}
+  - {from: mid.STDOUT, to: end.STDIN}
+  - {from: end.STDOUT, to: self, file: out.txt}
+"""
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.sampled_from(REPORT_KINDS),
+                          st.sampled_from(["src", "mid", "mid#2", "end"]), st.integers(0, 3),
+                          st.integers(0, 2), st.sampled_from([0.0, 0.5, 3.0, 10.0]),
+                          st.integers(0, 30)), max_size=60))
+def test_streams_and_replicas_absorb_any_report_sequence(
+        steps: list[tuple[int, str, str, int, int, float, int]]) -> None:
+    """The same properties with a streamed pipe and a redundant job: no exception, terminal
+    states stay terminal, a completed run has every workflow job completed."""
+    s = make(MIXED, src=[A, B], mid=[B, D, C], end=[C])
+    s.start(0.0)
+    now = 0.0
+    final: dict[str, JobStatus] = {}
+    for peer_index, kind, job, attempt, delivery, dt, action in steps:
+        now += dt
+        if action == 0:
+            s.cancel(now)
+        elif action == 1:
+            s.report_failure(job, attempt, "orchestrator says no", now)
+        elif action == 2:
+            s.handle_timer(now)
+        else:
+            s.receive(PEERS[peer_index], _report(kind, job, attempt, delivery), now)  # type: ignore[arg-type]
+        drain(s)
+        for record in s.jobs:
+            if record.job in final:
+                assert record.status is final[record.job], "a terminal job changed"
+            elif record.is_terminal:
+                final[record.job] = record.status
+    if s.run.status is RunStatus.COMPLETED:
+        assert all(s.job(n).status is JobStatus.COMPLETED for n in ("src", "mid", "end"))
+    if s.run.is_terminal:
+        assert all(j.is_terminal for j in s.jobs)
+
+
+def test_a_live_pipe_survives_a_requester_restart() -> None:
+    s, _start = _start_pipe()
+    from rnn_tui.workflow.snapshot import SchedulerSnapshot
+
+    snapshot = SchedulerSnapshot.from_json(s.snapshot().to_json())
+    assert snapshot.streaming and snapshot.streaming[0][:2] == ("prod", "cons")
+    wf = load_workflow(STREAMED).workflow
+    again = Scheduler.restore(snapshot, wf, REQUESTER,
+                              {"prod": [Candidate(A, "svc-tool")],
+                               "cons": [Candidate(B, "svc-tool")]}, 5.0)
+    drain(again)  # the StartJob to prod is repeated
+    again.receive(A, JobStatusReported(RUN, "prod", 1, ExecState.RUNNING), 6.0)
+    (start_cons,) = drain(again)
+    assert isinstance(start_cons, StartJob) and start_cons.job == "cons"
+    assert start_cons.inputs[0].stream

@@ -41,6 +41,9 @@ COMMANDS = [
     wm.StartJob(PEER, "r", "j", 1, (wm.InputRoute(0, "up", "STDOUT", OTHER, "STDIN", None),),
                 (wm.OutputRoute(1, "MOUNT:/o/x.csv", PEER, None, None, "x.csv"),
                  wm.OutputRoute(2, "STDOUT", OTHER, "down", "MOUNT:/in", "a.txt")), delivery=0),
+    wm.StartJob(PEER, "r", "j", 2, (wm.InputRoute(0, "up", "STDOUT", OTHER, "STDIN", None,
+                                                  stream=True),),
+                (wm.OutputRoute(1, "STDERR", OTHER, "down", "STDIN", None, stream=True),)),
     wm.DeliverOutputs(PEER, "r", "j", 3, (), 4),
     wm.CancelJob(PEER, "r", "j", 1, "because"),
     wm.ReleaseJob(PEER, "r", "j", 1),
@@ -51,6 +54,7 @@ REPORTS = [
     wm.JobStatusReported("r", "j", 1, wm.ExecState.RUNNING, "detail"),
     wm.JobExited("r", "j", 1, 137, "killed"),
     wm.OutputsDelivered("r", "j", 1, 0, (wm.OutputDigest("STDOUT", 3, "ab"),), ((1, "gone"),)),
+    wm.JobLost("r", "j", 1, "the executor restarted; container lost"),
     wm.Heartbeat("r", "j", 1),
 ]
 
