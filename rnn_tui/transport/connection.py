@@ -64,6 +64,12 @@ IDENTITY_REJECTED = 0x1
 DATAGRAM_LINK_PACKET_SIZE = 1452
 #: Datagrams waiting in aioquic (congestion window full) beyond this are dropped.
 MAX_PENDING_DATAGRAMS = 64
+#: How long a link that carries datagrams may hold back an ACK-only packet (aioquic's
+#: default is 1 ms; we advertise max_ack_delay 25 ms, so peers allow for it).  Relayed
+#: packets arrive one per outer packet, so with 1 ms nearly each one drew its own ACK:
+#: a packet built, sent, received and parsed at both ends for nothing but the outer
+#: congestion controller.
+DATAGRAM_LINK_ACK_DELAY = 0.010
 #: A 1-RTT packet around one DATAGRAM frame, without the peer's connection id: first
 #: byte, packet number (at most 4), AEAD tag (16), frame type (1), length varint (2).
 _DATAGRAM_OVERHEAD = 1 + 4 + 16 + 1 + 2
@@ -181,9 +187,18 @@ class QuicLink:
             return False
         if self.quic._max_datagram_size < DATAGRAM_LINK_PACKET_SIZE:
             self.quic._max_datagram_size = DATAGRAM_LINK_PACKET_SIZE
+            self.set_ack_delay(DATAGRAM_LINK_ACK_DELAY)
         self.quic.send_datagram_frame(data)
         self.transmit_soon()
         return True
+
+    def set_ack_delay(self, seconds: float) -> None:
+        """Delay ACK-only packets by up to ``seconds`` (at most the advertised 25 ms).
+
+        ACKs still ride at once on any packet we send anyway; this only thins out the
+        packets that carry nothing else (aioquic's private ``_ack_delay``).
+        """
+        self.quic._ack_delay = min(max(seconds, 0.001), 0.025)
 
     def transmit_soon(self) -> None:
         """Coalesce many writes made in one loop iteration into one transmit."""
