@@ -69,7 +69,7 @@ MAX_PENDING_DATAGRAMS = 64
 #: packets arrive one per outer packet, so with 1 ms nearly each one drew its own ACK:
 #: a packet built, sent, received and parsed at both ends for nothing but the outer
 #: congestion controller.
-DATAGRAM_LINK_ACK_DELAY = 0.010
+DATAGRAM_LINK_ACK_DELAY = 0.020
 #: A 1-RTT packet around one DATAGRAM frame, without the peer's connection id: first
 #: byte, packet number (at most 4), AEAD tag (16), frame type (1), length varint (2).
 _DATAGRAM_OVERHEAD = 1 + 4 + 16 + 1 + 2
