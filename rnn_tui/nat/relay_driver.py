@@ -388,6 +388,7 @@ class RelayClient:
         def thin_acks(fut: asyncio.Future[PeerId]) -> None:
             if not fut.cancelled() and fut.exception() is None:
                 conn.set_ack_delay(RELAYED_ACK_DELAY)
+                conn.lazy_transmit = True
 
         conn.verified.add_done_callback(thin_acks)
         return conn

@@ -112,6 +112,12 @@ class QuicLink:
         self._transmit_handle: asyncio.Handle | None = None
         self._ping_uid = 0
         self.datagrams_dropped = 0  # send_datagram calls refused because the queue was full
+        #: Skip the transmit after a received datagram that acknowledged nothing (set on
+        #: links carrying datagrams and on relayed connections): there, nearly every
+        #: datagram is one-way data whose ACK is delayed anyway, and the empty transmit
+        #: (aioquic builds and discards a packet) was a large share of the receiver's CPU.
+        #: Our own writes still transmit at once (``transmit_soon``).
+        self.lazy_transmit = False
 
     # ------------------------------------------------------------------ inputs
 
@@ -123,6 +129,7 @@ class QuicLink:
     def datagram_received(self, data: bytes, addr: Addr) -> None:
         now = self._loop.time()
         self.last_received = now
+        in_flight = self.quic._loss.bytes_in_flight
         try:
             self.quic.receive_datagram(data, addr, now=now)
         except Exception:  # aioquic should not raise, but a peer must never crash us
@@ -131,10 +138,16 @@ class QuicLink:
         self._process_events()
         if self.peer_id is None:
             self._check_confirmed()
-        # Deferred to the end of this loop iteration: handlers woken by this datagram
-        # reply first, so the ACK and the reply leave in one packet, and a burst of
-        # datagrams read in one iteration costs one transmit.
-        self.transmit_soon()
+        if (self.lazy_transmit and self.peer_id is not None and self._transmit_handle is None
+                and self.quic._loss.bytes_in_flight == in_flight):
+            # Nothing newly acknowledged or lost, so no window opened: only ACKs and
+            # flow-control updates could go, and the timer (re-armed here) sends those.
+            self._arm_timer()
+        else:
+            # Deferred to the end of this loop iteration: handlers woken by this datagram
+            # reply first, so the ACK and the reply leave in one packet, and a burst of
+            # datagrams read in one iteration costs one transmit.
+            self.transmit_soon()
         self._after_receive()
 
     def transmit(self) -> None:
@@ -146,6 +159,10 @@ class QuicLink:
                 self.path(data, addr)
             except Exception:  # a broken path sender is a bug elsewhere, not a crash here
                 log.exception("path sender failed for %s", addr)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        """Re-arm the single timer at aioquic's next deadline (or the keepalive)."""
         timer_at = None if self.closed.is_set() else self.quic.get_timer()
         if self.keepalive_interval is not None and not self.closed.is_set() \
                 and self.peer_id is not None:
@@ -188,6 +205,7 @@ class QuicLink:
         if self.quic._max_datagram_size < DATAGRAM_LINK_PACKET_SIZE:
             self.quic._max_datagram_size = DATAGRAM_LINK_PACKET_SIZE
             self.set_ack_delay(DATAGRAM_LINK_ACK_DELAY)
+            self.lazy_transmit = True
         self.quic.send_datagram_frame(data)
         self.transmit_soon()
         return True
