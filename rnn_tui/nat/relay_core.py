@@ -169,6 +169,7 @@ class RelayServer:
         self.bytes_relayed = 0
         self.refusals = 0
         self.dropped_over_rate = 0  # circuit bytes dropped by the per-peer byte rate
+        self.stray_datagrams = 0  # datagrams for no circuit of theirs (dropped, not answered)
 
     # -- inputs ----------------------------------------------------------------------
     def receive_message(self, peer: PeerId, msg: RelayMessage, now: float) -> None:
@@ -351,7 +352,8 @@ class RelayServer:
         self._out.append((circuit.source, ConnectRefused(circuit.target.key, reason)))
         self._circuit_refused(circuit.source, circuit.target, reason, count=False)
 
-    def forward(self, peer: PeerId, circuit_id: int, size: int, now: float) -> PeerId | None:
+    def forward(self, peer: PeerId, circuit_id: int, size: int, now: float, *,
+                quiet: bool = False) -> PeerId | None:
         """Whether ``size`` bytes from ``peer`` on ``circuit_id`` go through, and to whom.
 
         The one gate for circuit data, whichever way it arrived (a ``CircuitData``
@@ -359,16 +361,21 @@ class RelayServer:
         accepted circuit, within its byte rate and the circuit's byte limit.  The bytes
         are counted when it returns the other end; the driver then sends them.  None
         means dropped (with an event, a ``CircuitClosed`` reply or a circuit end queued
-        where the message-based path would have produced one).
+        where the message-based path would have produced one).  ``quiet`` (datagrams):
+        data that is not from an end of an active circuit is only counted in
+        ``stray_datagrams``: packets still in flight when a circuit ends would each draw
+        a reply and an event, and forged ones would make the relay an amplifier.
         """
         circuit = self._circuits.get(circuit_id)
         other = None if circuit is None else circuit.other_end(peer)
-        if circuit is None or other is None:
-            self._refused_forward(peer, circuit_id, "not an end of this circuit")
-            self._out.append((peer, CircuitClosed(circuit_id, "no such circuit for you")))
-            return None
-        if circuit.state is not _CircuitState.ACTIVE:
-            self._refused_forward(peer, circuit_id, "circuit not accepted yet")
+        if circuit is None or other is None or circuit.state is not _CircuitState.ACTIVE:
+            if quiet:
+                self.stray_datagrams += 1
+            elif circuit is None or other is None:
+                self._refused_forward(peer, circuit_id, "not an end of this circuit")
+                self._out.append((peer, CircuitClosed(circuit_id, "no such circuit for you")))
+            else:
+                self._refused_forward(peer, circuit_id, "circuit not accepted yet")
             return None
         if not self._allow_bytes(peer, size, now):
             # Over its byte rate: drop like a congested link would.  The ends' QUIC

@@ -17,9 +17,10 @@ QUIC like any lost packet.  The inner connection's packets are sized to fit one 
 (``RELAYED_PACKET_SIZE``).  Control messages (reserve, connect, accept, close) stay on
 streams.  Fallback: when the relay link has no DATAGRAM support (the peer did not
 advertise the transport parameter) or a packet does not fit, packets are batched into
-``CircuitData`` on a stream as before, and such circuits use 16 KiB inner packets.  The target accepts it in
-:meth:`RelayClient._on_incoming_data` with the source id the relay named as the expected
-peer id, so a relay that lies about who is calling is caught by the inner handshake.
+``CircuitData`` on a stream as before, and such circuits use 16 KiB inner packets.
+
+The target accepts the relayed connection in :meth:`RelayClient._on_packets` with the
+source id the relay named as the expected peer id, so a relay that lies about who is calling is caught by the inner handshake.
 The relay sees only ciphertext; a relay that alters a byte makes the inner packet fail
 authentication and be dropped by QUIC: data is never delivered altered.
 
@@ -157,6 +158,7 @@ class RelayService:
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
         self.datagrams_dropped = 0  # relayed packets dropped: the next hop's queue was full
+        self._links: dict[PeerId, PeerConnection] = {}  # circuit ends' connections (cache)
         transport.handlers.on_message(ToRelay, self._on_frame)
         transport.handlers.on_datagram(DATAGRAM_TO_RELAY, self._on_datagram)
         transport.add_listener(self._on_transport_event)
@@ -184,16 +186,23 @@ class RelayService:
         except RemoteProtocolError as exc:
             log.debug("dropping a bad circuit datagram from %s: %s", conn.peer_id, exc)
             return
-        other = self.core.forward(conn.peer_id, circuit_id, len(packet), self._loop.time())
+        # quiet: a stray datagram (late after a circuit ended, or forged) is dropped and
+        # counted, never answered: a message per datagram would be an amplifier.
+        other = self.core.forward(conn.peer_id, circuit_id, len(packet), self._loop.time(),
+                                  quiet=True)
         if other is not None:
-            out = self.transport.connection_to(other)
+            out = self._links.get(other)
+            if out is None or not out.is_open:
+                out = self.transport.connection_to(other)
             if out is not None:
+                self._links[other] = out
                 self.deliver_packet(out, circuit_id, packet)
         if self.core.has_output:
             self._flush()
 
     def _on_transport_event(self, event: TransportEvent) -> None:
         if isinstance(event, PeerDisconnected):
+            self._links.pop(event.peer_id, None)
             self.core.peer_disconnected(event.peer_id, self._loop.time())
             self._flush()
 

@@ -20,7 +20,13 @@ from rnn_tui.errors import LocalProtocolError, RnnError
 from rnn_tui.identity import Identity
 from rnn_tui.nat.relay_core import CircuitEnded, RelayEvent, RelayLimits
 from rnn_tui.nat.relay_driver import RELAYED_PACKET_SIZE, RelayClient, RelayService
-from rnn_tui.nat.wire import CIRCUIT_DATAGRAM_HEADER, CircuitData, RelayMessage
+from rnn_tui.nat.wire import (
+    CIRCUIT_DATAGRAM_HEADER,
+    DATAGRAM_TO_RELAY,
+    CircuitData,
+    RelayMessage,
+    encode_circuit_datagram,
+)
 from rnn_tui.transport import PeerConnection, Transport, manager
 from rnn_tui.transport.connection import MAX_PENDING_DATAGRAMS
 from rnn_tui.transport.tls import make_configuration
@@ -154,5 +160,23 @@ async def test_the_per_peer_byte_rate_drops_datagrams_and_the_ends_recover() -> 
             payload = b"r" * 400_000
             assert await conn.request(Probe(payload), timeout=40) == Probe(payload[::-1])
             assert service.core.dropped_over_rate > 0, "the burst was exceeded and dropped"
+        finally:
+            service.close()
+
+
+async def test_a_third_party_cannot_inject_datagrams_into_a_circuit() -> None:
+    async with running(4) as (a, relay, b, c):
+        service = CountingRelay(relay, RelayLimits())
+        try:
+            echo(b)
+            conn, _ = await relayed_pair(a, relay, b)
+            intruder = await c.dial(relay.endpoint.local_addr,
+                                    expected_peer_id=relay.identity.peer_id)
+            for circuit_id in (1, 2, 99):  # the relay numbers circuits from 1
+                intruder.send_datagram(
+                    encode_circuit_datagram(DATAGRAM_TO_RELAY, circuit_id, b"\x40" * 200))
+            # forward() refused all three (the gate; unit-tested to return no end)
+            await eventually(lambda: service.core.stray_datagrams == 3)
+            assert await conn.request(Probe(b"still fine"), timeout=5) == Probe(b"enif llits")
         finally:
             service.close()

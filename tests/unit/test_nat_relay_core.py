@@ -237,6 +237,11 @@ def test_forward_refuses_non_ends_and_pending_circuits():
     assert r.forward(A, pending.circuit_id, 10, 1.0) is None, "not accepted yet"
     refused = [e for e in drain(r) if isinstance(e, ForwardRefused)]
     assert [e.peer for e in refused] == [C, A, A] and r.bytes_relayed == 0
+    # quiet (the datagram path): the same drops, counted, with no reply and no event
+    for sender, circuit in ((C, cid), (A, cid + 99), (A, pending.circuit_id)):
+        assert r.forward(sender, circuit, 10, 1.0, quiet=True) is None
+    assert r.stray_datagrams == 3 and not r.has_output
+    assert r.forward(A, cid, 10, 1.0, quiet=True) == B
 
 
 def test_forward_enforces_the_byte_limit_and_the_byte_rate():
@@ -284,7 +289,7 @@ def test_relay_forwards_only_between_circuit_ends(inputs):
         r.handle_timer(now)
         if isinstance(msg, tuple):  # a packet that came as a DATAGRAM frame
             _, cid, size = msg
-            to = r.forward(peer, cid, size, now)
+            to = r.forward(peer, cid, size, now, quiet=size % 2 == 0)
             if to is not None:
                 assert {peer, to} == ends.get(cid), "datagram between non-ends"
         else:
