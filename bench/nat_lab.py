@@ -8,7 +8,8 @@ Direct RTT is the median of ping/pong datagrams over the punched path.
 
 Needs root.  Usage: ``sudo .venv/bin/python bench/nat_lab.py [--runs 10] [--cells ...]``;
 ``--quic`` runs QUIC node agents, ``--rnn`` real ``rnn start --headless`` processes
-(``--relay-mib 0`` skips the loopback throughput part).
+(``--relay-mib 0`` skips the loopback throughput part; ``--cells`` with no cell runs only
+it: ``bench/nat_lab.py --cells --relay-runs 3 --relay-rounds 5``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -66,12 +68,22 @@ def start_relay_process() -> tuple[subprocess.Popen[str], tuple[str, int], PeerI
     return proc, (ready["addr"][0], ready["addr"][1]), PeerId(bytes.fromhex(ready["peer"]))
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), for the relay's share."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def relay_vs_direct(size: int, rounds: int, separate: bool) -> dict[str, float]:
-    """Loopback: the same request over a direct and a relayed connection (MB/s, RTT).
+    """Loopback: the same request over a direct and a relayed connection (MB/s, RTT, CPU).
 
     With ``separate`` the relay is its own process (as on a real network, where the relay
     is another host); otherwise all three nodes share this event loop, which caps the
-    relayed rate near half the direct one (the relay decrypts and re-encrypts every byte).
+    relayed rate well below the direct one (the relay decrypts and re-encrypts every
+    byte).  Direct and relayed requests alternate, ``rounds`` of each, so a change in
+    the machine's load hits both alike.  CPU is reported per MiB moved: this process
+    (A and B, plus the relay when in-process) and the relay process; on a shared
+    machine it is steadier than the rates.
     """
     nodes = [Transport(Identity.generate(), settings=TransportSettings()) for _ in range(3)]
     a, relay, b = nodes
@@ -94,18 +106,30 @@ async def relay_vs_direct(size: int, rounds: int, separate: bool) -> dict[str, f
         a_to_r = await a.dial(relay_addr, relay_id)
         relayed = await RelayClient(a).dial_via(a_to_r, b.identity.peer_id)
         direct = await a.dial(b.endpoint.local_addr, b.identity.peer_id)
+        paths = (("direct", direct), ("relayed", relayed))
         out: dict[str, float] = {}
         loop = asyncio.get_running_loop()
         blob = BenchBlob(b"\x5a" * size)
-        for name, conn in (("direct", direct), ("relayed", relayed)):
+        for name, conn in paths:
             rtts = [await a.ping(conn) for _ in range(20)]
             out[f"{name}_rtt"] = statistics.median(rtts)
-            rates = []
-            for _ in range(rounds):
-                t0 = loop.time()
+            await conn.request(blob, timeout=120)  # warm-up: congestion windows open
+        rates: dict[str, list[float]] = {"direct": [], "relayed": []}
+        cpu: dict[str, list[float]] = {"direct": [], "relayed": [], "relay": []}
+        mib = size / (1024 * 1024)
+        for _ in range(rounds):
+            for name, conn in paths:
+                relay_cpu = _cpu_seconds(proc.pid) if proc is not None else 0.0
+                c0, t0 = time.process_time(), loop.time()
                 await conn.request(blob, timeout=120)
-                rates.append(size / (loop.time() - t0) / 1e6)
-            out[f"{name}_mbps"] = statistics.median(rates)
+                rates[name].append(size / (loop.time() - t0) / 1e6)
+                cpu[name].append((time.process_time() - c0) / mib)
+                if proc is not None and name == "relayed":
+                    cpu["relay"].append((_cpu_seconds(proc.pid) - relay_cpu) / mib)
+        for name in rates:
+            out[f"{name}_mbps"] = statistics.median(rates[name])
+            out[f"{name}_cpu"] = statistics.median(cpu[name])
+        out["relay_cpu"] = statistics.median(cpu["relay"]) if cpu["relay"] else 0.0
         return out
     finally:
         if service is not None:
@@ -222,15 +246,30 @@ def main() -> int:
                         help="run the relay as its own process (default) or in-process")
     parser.add_argument("--relay-mib", type=float, default=2.0,
                         help="payload of the relayed-vs-direct throughput test (0: skip)")
+    parser.add_argument("--relay-rounds", type=int, default=5,
+                        help="alternating direct/relayed requests per run (median)")
+    parser.add_argument("--relay-runs", type=int, default=3,
+                        help="runs of the throughput test, each with fresh nodes")
     args = parser.parse_args()
     if args.relay_mib > 0:
         size = int(args.relay_mib * 1024 * 1024)
-        r = asyncio.run(relay_vs_direct(size, rounds=3, separate=args.relay_process))
         where = "relay in its own process" if args.relay_process else "all in one process"
-        print(f"loopback QUIC ({where}), {args.relay_mib:g} MiB request, median of 3: "
-              f"direct {r['direct_mbps']:.1f} MB/s, relayed {r['relayed_mbps']:.1f} MB/s "
-              f"({r['relayed_mbps'] / r['direct_mbps']:.0%} of direct); ping RTT direct "
-              f"{r['direct_rtt'] * 1000:.2f} ms, relayed {r['relayed_rtt'] * 1000:.2f} ms")
+        ratios = []
+        for run in range(1, args.relay_runs + 1):
+            load = os.getloadavg()[0]
+            r = asyncio.run(relay_vs_direct(size, rounds=args.relay_rounds,
+                                            separate=args.relay_process))
+            ratios.append(r["relayed_mbps"] / r["direct_mbps"])
+            relay_cpu = f", relay {r['relay_cpu'] * 1000:.0f}" if args.relay_process else ""
+            print(f"run {run}: loopback QUIC ({where}), {args.relay_mib:g} MiB request, median "
+                  f"of {args.relay_rounds}: direct {r['direct_mbps']:.1f} MB/s, relayed "
+                  f"{r['relayed_mbps']:.1f} MB/s ({ratios[-1]:.0%} of direct); ping RTT direct "
+                  f"{r['direct_rtt'] * 1000:.2f} ms, relayed {r['relayed_rtt'] * 1000:.2f} ms; "
+                  f"CPU ms/MiB direct {r['direct_cpu'] * 1000:.0f}, relayed "
+                  f"{r['relayed_cpu'] * 1000:.0f}{relay_cpu}; load average {load:.1f}",
+                  flush=True)
+        print(f"relayed / direct, median of {len(ratios)} runs: "
+              f"{statistics.median(ratios):.0%} ({', '.join(f'{x:.0%}' for x in ratios)})")
     if not args.cells:
         return 0
     reason = lab_unavailable_reason()

@@ -16,7 +16,9 @@ and duration per circuit, a token bucket per peer for control requests (a flood 
 reservations or dials costs the relay a refusal each and nothing more) and one per peer
 over the circuit bytes it sends (excess is dropped, as by a congested link).
 
-Inputs: ``receive_message(peer, msg, now)``, ``peer_disconnected(peer, now)``,
+Inputs: ``receive_message(peer, msg, now)``, ``forward(peer, circuit_id, size, now)``
+(circuit data that arrived as a DATAGRAM frame: the core decides and counts, the driver
+moves the bytes without building a message), ``peer_disconnected(peer, now)``,
 ``handle_timer(now)``.  Outputs: ``messages_to_send()`` as (peer, message) pairs,
 ``next_event()``, ``get_timer()``.
 """
@@ -167,6 +169,7 @@ class RelayServer:
         self.bytes_relayed = 0
         self.refusals = 0
         self.dropped_over_rate = 0  # circuit bytes dropped by the per-peer byte rate
+        self.stray_datagrams = 0  # datagrams for no circuit of theirs (dropped, not answered)
 
     # -- inputs ----------------------------------------------------------------------
     def receive_message(self, peer: PeerId, msg: RelayMessage, now: float) -> None:
@@ -225,6 +228,11 @@ class RelayServer:
             times.append(c.created + self.limits.accept_timeout if c.state is _CircuitState.PENDING
                          else c.started + self.limits.max_circuit_seconds)
         return min(times) if times else None
+
+    @property
+    def has_output(self) -> bool:
+        """Messages or events are waiting (cheap: the datagram path asks per packet)."""
+        return bool(self._out or self._events)
 
     def has_reservation(self, peer: PeerId, now: float) -> bool:
         expiry = self._reservations.get(peer)
@@ -344,27 +352,47 @@ class RelayServer:
         self._out.append((circuit.source, ConnectRefused(circuit.target.key, reason)))
         self._circuit_refused(circuit.source, circuit.target, reason, count=False)
 
-    def _on_data(self, peer: PeerId, msg: CircuitData, now: float) -> None:
-        circuit = self._circuits.get(msg.circuit_id)
+    def forward(self, peer: PeerId, circuit_id: int, size: int, now: float, *,
+                quiet: bool = False) -> PeerId | None:
+        """Whether ``size`` bytes from ``peer`` on ``circuit_id`` go through, and to whom.
+
+        The one gate for circuit data, whichever way it arrived (a ``CircuitData``
+        message on a stream, or a DATAGRAM frame): the sender must be an end of an
+        accepted circuit, within its byte rate and the circuit's byte limit.  The bytes
+        are counted when it returns the other end; the driver then sends them.  None
+        means dropped (with an event, a ``CircuitClosed`` reply or a circuit end queued
+        where the message-based path would have produced one).  ``quiet`` (datagrams):
+        data that is not from an end of an active circuit is only counted in
+        ``stray_datagrams``: packets still in flight when a circuit ends would each draw
+        a reply and an event, and forged ones would make the relay an amplifier.
+        """
+        circuit = self._circuits.get(circuit_id)
         other = None if circuit is None else circuit.other_end(peer)
-        if circuit is None or other is None:
-            self._refused_forward(peer, msg.circuit_id, "not an end of this circuit")
-            self._out.append((peer, CircuitClosed(msg.circuit_id, "no such circuit for you")))
-            return
-        if circuit.state is not _CircuitState.ACTIVE:
-            self._refused_forward(peer, msg.circuit_id, "circuit not accepted yet")
-            return
-        if not self._allow_bytes(peer, len(msg.payload), now):
+        if circuit is None or other is None or circuit.state is not _CircuitState.ACTIVE:
+            if quiet:
+                self.stray_datagrams += 1
+            elif circuit is None or other is None:
+                self._refused_forward(peer, circuit_id, "not an end of this circuit")
+                self._out.append((peer, CircuitClosed(circuit_id, "no such circuit for you")))
+            else:
+                self._refused_forward(peer, circuit_id, "circuit not accepted yet")
+            return None
+        if not self._allow_bytes(peer, size, now):
             # Over its byte rate: drop like a congested link would.  The ends' QUIC
             # congestion control slows down; no event per packet (that would be a flood).
-            self.dropped_over_rate += len(msg.payload)
-            return
-        if circuit.bytes_relayed + len(msg.payload) > self.limits.max_circuit_bytes:
+            self.dropped_over_rate += size
+            return None
+        if circuit.bytes_relayed + size > self.limits.max_circuit_bytes:
             self._end(circuit, f"byte limit of {self.limits.max_circuit_bytes} reached", now)
-            return
-        circuit.bytes_relayed += len(msg.payload)
-        self.bytes_relayed += len(msg.payload)
-        self._out.append((other, msg))
+            return None
+        circuit.bytes_relayed += size
+        self.bytes_relayed += size
+        return other
+
+    def _on_data(self, peer: PeerId, msg: CircuitData, now: float) -> None:
+        other = self.forward(peer, msg.circuit_id, len(msg.payload), now)
+        if other is not None:
+            self._out.append((other, msg))
 
     def _on_close(self, peer: PeerId, msg: CircuitClosed, now: float) -> None:
         circuit = self._circuits.get(msg.circuit_id)

@@ -7,10 +7,20 @@ of :mod:`rnn_tui.nat.wire`; the sender's identity is the peer id the transport p
 on the connection, never a field.
 
 Relayed connections: :meth:`RelayClient.dial_via` opens a circuit and runs a *new* QUIC
-connection (ours, with Ed25519 mutual TLS and the expected peer id) whose every datagram
-is wrapped in ``CircuitData`` on the connection to the relay.  The target accepts it in
-:meth:`RelayClient._on_incoming_data` with the source id the relay named as the expected
-peer id, so a relay that lies about who is calling is caught by the inner handshake.
+connection (ours, with Ed25519 mutual TLS and the expected peer id) whose every packet
+travels to the relay in a QUIC DATAGRAM frame of the outer connection (channel
+``DATAGRAM_TO_RELAY``, back on ``DATAGRAM_FROM_RELAY``), one inner packet per frame.
+Why datagrams: a ``CircuitData`` message costs a new stream, framing and a handler
+task at each hop, and a lost outer packet stalls the stream behind it; a datagram is
+forwarded synchronously from the frame event, and a lost one is recovered by the inner
+QUIC like any lost packet.  The inner connection's packets are sized to fit one frame
+(``RELAYED_PACKET_SIZE``).  Control messages (reserve, connect, accept, close) stay on
+streams.  Fallback: when the relay link has no DATAGRAM support (the peer did not
+advertise the transport parameter) or a packet does not fit, packets are batched into
+``CircuitData`` on a stream as before, and such circuits use 16 KiB inner packets.
+
+The target accepts the relayed connection in :meth:`RelayClient._on_packets` with the
+source id the relay named as the expected peer id, so a relay that lies about who is calling is caught by the inner handshake.
 The relay sees only ciphertext; a relay that alters a byte makes the inner packet fail
 authentication and be dropped by QUIC: data is never delivered altered.
 
@@ -32,6 +42,9 @@ from rnn_tui.nat.model import PathType
 from rnn_tui.nat.relay_core import RelayEvent, RelayLimits, RelayServer
 from rnn_tui.nat.virtual_conn import VirtualConnector, initial_dcid
 from rnn_tui.nat.wire import (
+    CIRCUIT_DATAGRAM_HEADER,
+    DATAGRAM_FROM_RELAY,
+    DATAGRAM_TO_RELAY,
     MAX_CIRCUIT_PAYLOAD,
     CircuitAccept,
     CircuitClosed,
@@ -46,10 +59,13 @@ from rnn_tui.nat.wire import (
     ReserveAccepted,
     ReserveRefused,
     ReserveRequest,
+    decode_circuit_datagram,
     decode_message,
+    encode_circuit_datagram,
     encode_message,
 )
 from rnn_tui.transport import PeerConnection, PeerDisconnected, Transport, TransportEvent
+from rnn_tui.transport.connection import DATAGRAM_LINK_ACK_DELAY, DATAGRAM_LINK_PACKET_SIZE
 from rnn_tui.transport.messages import register_message
 
 __all__ = ["ToRelay", "FromRelay", "RelayService", "RelayClient", "RelayRefused",
@@ -57,7 +73,16 @@ __all__ = ["ToRelay", "FromRelay", "RelayService", "RelayClient", "RelayRefused"
 
 log = logging.getLogger(__name__)
 RELAY_CAPABILITY = "relay/1"
-VIRTUAL_DATAGRAM_SIZE = 16383  # aioquic's hard maximum (FACTS.md)
+VIRTUAL_DATAGRAM_SIZE = 16383  # aioquic's hard maximum (FACTS.md): stream-carried circuits
+#: Inner packet size of a circuit carried in DATAGRAM frames: one frame in one outer
+#: packet of DATAGRAM_LINK_PACKET_SIZE (1452) minus the outer 1-RTT overhead with the
+#: longest connection id (1 + 20 + 4 + 16 + frame type 1 + length 2 = 44) and our
+#: channel + circuit id (9): 1399 bytes, above QUIC's 1200-byte minimum.
+RELAYED_PACKET_SIZE = DATAGRAM_LINK_PACKET_SIZE - 44 - CIRCUIT_DATAGRAM_HEADER
+#: ACK delay of a relayed connection once verified (not during the handshake, which it
+#: would slow): an inner ACK costs an inner packet plus an outer one at both ends and
+#: at the relay, so thinning them out is the cheapest CPU win on this path.
+RELAYED_ACK_DELAY = DATAGRAM_LINK_ACK_DELAY
 
 
 class RelayRefused(RnnError):
@@ -104,6 +129,10 @@ def _decode(body: bytes, conn: PeerConnection) -> NatMessage | None:
         return None
 
 
+def _pack(packets: list[bytes]) -> bytes:
+    return b"".join(len(p).to_bytes(2, "big") + p for p in packets)
+
+
 def _unpack(payload: bytes) -> list[bytes]:
     """Split a batch of u16-length-prefixed QUIC packets; [] when it is malformed."""
     packets, i = [], 0
@@ -128,7 +157,10 @@ class RelayService:
         self.on_event = on_event
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
+        self.datagrams_dropped = 0  # relayed packets dropped: the next hop's queue was full
+        self._links: dict[PeerId, PeerConnection] = {}  # circuit ends' connections (cache)
         transport.handlers.on_message(ToRelay, self._on_frame)
+        transport.handlers.on_datagram(DATAGRAM_TO_RELAY, self._on_datagram)
         transport.add_listener(self._on_transport_event)
         if RELAY_CAPABILITY not in transport.capabilities:
             transport.capabilities += (RELAY_CAPABILITY,)
@@ -145,8 +177,32 @@ class RelayService:
         self.core.receive_message(conn.peer_id, msg, self._loop.time())  # type: ignore[arg-type]
         self._flush()
 
+    def _on_datagram(self, conn: PeerConnection, data: bytes) -> None:
+        """One relayed packet: the core checks and counts it, then it goes straight on."""
+        if conn.peer_id is None:
+            return
+        try:
+            circuit_id, packet = decode_circuit_datagram(data)
+        except RemoteProtocolError as exc:
+            log.debug("dropping a bad circuit datagram from %s: %s", conn.peer_id, exc)
+            return
+        # quiet: a stray datagram (late after a circuit ended, or forged) is dropped and
+        # counted, never answered: a message per datagram would be an amplifier.
+        other = self.core.forward(conn.peer_id, circuit_id, len(packet), self._loop.time(),
+                                  quiet=True)
+        if other is not None:
+            out = self._links.get(other)
+            if out is None or not out.is_open:
+                out = self.transport.connection_to(other)
+            if out is not None:
+                self._links[other] = out
+                self.deliver_packet(out, circuit_id, packet)
+        if self.core.has_output:
+            self._flush()
+
     def _on_transport_event(self, event: TransportEvent) -> None:
         if isinstance(event, PeerDisconnected):
+            self._links.pop(event.peer_id, None)
             self.core.peer_disconnected(event.peer_id, self._loop.time())
             self._flush()
 
@@ -176,6 +232,20 @@ class RelayService:
         except RnnError as exc:
             log.info("relay cannot reach %s: %s", conn.peer_id, exc)
 
+    def deliver_packet(self, conn: PeerConnection, circuit_id: int, packet: bytes) -> None:
+        """Send one relayed packet to a client: a datagram if it fits, else a message.
+
+        A full datagram queue drops the packet (counted): a relay never buffers
+        without bound, and the ends' QUIC retransmits and slows down.  A test
+        overrides this to play a tampering relay.
+        """
+        data = encode_circuit_datagram(DATAGRAM_FROM_RELAY, circuit_id, packet)
+        if len(data) <= conn.datagram_capacity:
+            if not conn.send_datagram(data):
+                self.datagrams_dropped += 1
+        else:
+            self.deliver(conn, CircuitData(circuit_id, _pack([packet])))
+
 
 @dataclass(eq=False)
 class _Circuit:
@@ -201,11 +271,15 @@ class RelayClient:
         # A circuit is a reliable byte path with no MTU: let the inner QUIC connection use
         # aioquic's largest packets, 13x fewer relay messages than 1200-byte packets.
         self._connector = VirtualConnector(transport, max_datagram_size=VIRTUAL_DATAGRAM_SIZE)
+        # Circuits whose relay link takes DATAGRAM frames: one inner packet per frame.
+        self._datagram_connector = VirtualConnector(transport,
+                                                    max_datagram_size=RELAYED_PACKET_SIZE)
         self._reserve_waiters: dict[PeerId, asyncio.Future[ReserveAccepted]] = {}
         self._connect_waiters: dict[tuple[PeerId, PeerId], asyncio.Future[int]] = {}
         self._circuits: dict[tuple[PeerId, int], _Circuit] = {}
         self.reservations: dict[PeerId, ReserveAccepted] = {}
         transport.handlers.on_message(FromRelay, self._on_frame)
+        transport.handlers.on_datagram(DATAGRAM_FROM_RELAY, self._on_datagram)
         transport.add_listener(self._on_transport_event)
 
     # -- API -------------------------------------------------------------------------
@@ -282,6 +356,8 @@ class RelayClient:
         pseudo = (f"relay.{relay_id.short}", 1 + cid % 65535)
 
         pending: list[bytes] = []
+        # Negotiated per circuit: the relay advertised DATAGRAM support on our link.
+        datagrams = relay.datagram_capacity >= RELAYED_PACKET_SIZE + CIRCUIT_DATAGRAM_HEADER
 
         def flush() -> None:
             # One CircuitData per burst: aioquic emits several packets per transmit, and
@@ -299,6 +375,11 @@ class RelayClient:
                 self._send_batch(relay, cid, batch)
 
         def path(data: bytes, addr: tuple[str, int]) -> None:
+            if datagrams:
+                frame = encode_circuit_datagram(DATAGRAM_TO_RELAY, cid, data)
+                if len(frame) <= relay.datagram_capacity:
+                    relay.send_datagram(frame)  # False: dropped; the inner QUIC recovers
+                    return
             if not pending:
                 self._loop.call_soon(flush)
             pending.append(data)
@@ -306,18 +387,25 @@ class RelayClient:
         def terminated(link: object) -> None:
             self._circuits.pop((relay_id, cid), None)
 
+        connector = self._datagram_connector if datagrams else self._connector
         if dcid is None:
-            conn = self._connector.client(path, pseudo, circuit.peer, terminated)
+            conn = connector.client(path, pseudo, circuit.peer, terminated)
         else:
-            conn = self._connector.server(path, pseudo, circuit.peer, dcid, terminated)
+            conn = connector.server(path, pseudo, circuit.peer, dcid, terminated)
         circuit.conn = conn
+
+        def thin_acks(fut: asyncio.Future[PeerId]) -> None:
+            if not fut.cancelled() and fut.exception() is None:
+                conn.set_ack_delay(RELAYED_ACK_DELAY)
+                conn.lazy_transmit = True
+
+        conn.verified.add_done_callback(thin_acks)
         return conn
 
     @staticmethod
     def _send_batch(relay: PeerConnection, cid: int, packets: list[bytes]) -> None:
         if relay.is_open:
-            payload = b"".join(len(p).to_bytes(2, "big") + p for p in packets)
-            relay.send(ToRelay(encode_message(CircuitData(cid, payload))))
+            relay.send(ToRelay(encode_message(CircuitData(cid, _pack(packets)))))
 
     def _drop(self, circuit: _Circuit, reason: str) -> None:
         relay_id = self._peer(circuit.relay)
@@ -378,14 +466,26 @@ class RelayClient:
                 and self._circuits.get((relay_id, circuit.circuit_id)) is circuit:
             self._drop(circuit, "no handshake from the caller")
 
+    def _on_datagram(self, relay: PeerConnection, data: bytes) -> None:
+        if relay.peer_id is None:
+            return
+        try:
+            circuit_id, packet = decode_circuit_datagram(data)
+        except RemoteProtocolError as exc:
+            log.debug("dropping a bad circuit datagram from %s: %s", relay.peer_id, exc)
+            return
+        self._on_packets(relay, circuit_id, [packet])
+
     def _on_incoming_data(self, relay: PeerConnection, msg: CircuitData) -> None:
+        packets = _unpack(msg.payload)
+        if packets:  # else a malformed batch (a tampering relay): dropped whole
+            self._on_packets(relay, msg.circuit_id, packets)
+
+    def _on_packets(self, relay: PeerConnection, circuit_id: int, packets: list[bytes]) -> None:
         relay_id = self._peer(relay)
-        circuit = self._circuits.get((relay_id, msg.circuit_id))
+        circuit = self._circuits.get((relay_id, circuit_id))
         if circuit is None:
             return
-        packets = _unpack(msg.payload)
-        if not packets:
-            return  # malformed batch (a tampering relay): dropped whole, never half-used
         if circuit.conn is None:  # first packet of an inbound circuit: the client's Initial
             dcid = initial_dcid(packets[0])
             if dcid is None:

@@ -31,6 +31,8 @@ __all__ = [
     "CircuitData", "CircuitClosed", "RelayMessage", "NatMessage",
     "Probe", "PROBE_MAGIC", "encode_message", "decode_message", "encode_probe", "decode_probe",
     "is_probe", "ATTEMPT_ID_LEN", "NONCE_LEN", "MAX_ADDRS", "MAX_REASON", "MAX_CIRCUIT_PAYLOAD",
+    "DATAGRAM_TO_RELAY", "DATAGRAM_FROM_RELAY", "CIRCUIT_DATAGRAM_HEADER",
+    "encode_circuit_datagram", "decode_circuit_datagram",
 ]
 
 ATTEMPT_ID_LEN = 8
@@ -41,6 +43,12 @@ MAX_ADDRS = 8  # a peer can make us probe at most this many candidate addresses
 MAX_REASON = 200
 MAX_CIRCUIT_PAYLOAD = 65_535
 PROBE_MAGIC = b"\x00RNP"
+#: DATAGRAM-frame channels (first byte) of relayed packets: to a relay, from a relay.
+#: Two channels because one connection may link a relay client and a relay both ways.
+DATAGRAM_TO_RELAY = 0x21
+DATAGRAM_FROM_RELAY = 0x22
+#: channel (1) + circuit id (u64, as in ``CircuitData``)
+CIRCUIT_DATAGRAM_HEADER = 9
 
 
 def _require(cond: bool, message: str) -> None:
@@ -395,6 +403,19 @@ class Probe:
     sender_is_initiator: bool
     seq: int
     tag: bytes
+
+
+# -- relayed packets in DATAGRAM frames ------------------------------------------------
+def encode_circuit_datagram(channel: int, circuit_id: int, packet: bytes) -> bytes:
+    """One inner QUIC packet of a circuit as a DATAGRAM frame: channel, u64 id, packet."""
+    return bytes((channel,)) + circuit_id.to_bytes(8, "big") + packet
+
+
+def decode_circuit_datagram(data: bytes) -> tuple[int, bytes]:
+    """(circuit id, packet) of a circuit datagram; RemoteProtocolError when malformed."""
+    if len(data) <= CIRCUIT_DATAGRAM_HEADER:
+        raise RemoteProtocolError(f"circuit datagram of {len(data)} bytes carries no packet")
+    return int.from_bytes(data[1:CIRCUIT_DATAGRAM_HEADER], "big"), data[CIRCUIT_DATAGRAM_HEADER:]
 
 
 def is_probe(data: bytes) -> bool:

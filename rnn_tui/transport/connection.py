@@ -16,6 +16,19 @@ connection, and feed the datagrams coming back into :meth:`QuicLink.datagram_rec
 with a stable pseudo-address.  The QUIC session, its encryption and the peer-id check
 are then end to end through the relay.  See docs/TRANSPORT.md, "Relayed connections".
 
+DATAGRAM frames (RFC 9221)
+--------------------------
+Every connection advertises ``max_datagram_frame_size`` (see ``tls.py``).  Once verified,
+:attr:`QuicLink.datagram_capacity` says how large a datagram this link can carry (0 when
+the peer did not advertise support: sending one would kill the connection), and
+:meth:`QuicLink.send_datagram` queues one.  Datagrams are unreliable and unordered; a
+full queue drops instead of growing (``MAX_PENDING_DATAGRAMS``), so a congested link
+cannot make us buffer without bound.  A link that sends datagrams raises its packet
+size to ``DATAGRAM_LINK_PACKET_SIZE`` (1452 B: a 1500-byte MTU minus IPv6 and UDP
+headers), so that one datagram can carry a whole inner QUIC packet of a relay circuit,
+which is at least 1200 bytes.  Received datagrams go to :meth:`QuicLink._datagram_frame`
+after verification only.
+
 Identity gate
 -------------
 ``verified`` resolves with the peer id once the handshake completed *and* the peer's
@@ -33,12 +46,13 @@ from collections.abc import Callable
 from aioquic.quic import events
 from aioquic.quic.connection import QuicConnection
 
-from rnn_tui.errors import PeerIdMismatch, RemoteProtocolError
+from rnn_tui.errors import LocalProtocolError, PeerIdMismatch, RemoteProtocolError
 from rnn_tui.identity import PeerId
 from rnn_tui.transport.errors import ConnectionClosed
 from rnn_tui.transport.tls import peer_id_from_connection
 
-__all__ = ["Addr", "PathSender", "QuicLink", "IDENTITY_REJECTED"]
+__all__ = ["Addr", "PathSender", "QuicLink", "IDENTITY_REJECTED", "DATAGRAM_LINK_PACKET_SIZE",
+           "MAX_PENDING_DATAGRAMS"]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +60,19 @@ Addr = tuple[str, int]
 PathSender = Callable[[bytes, Addr], None]
 #: QUIC application error code used when a peer fails the identity check.
 IDENTITY_REJECTED = 0x1
+#: UDP payload of a link once it carries DATAGRAM frames: 1500 (MTU) - 40 (IPv6) - 8 (UDP).
+DATAGRAM_LINK_PACKET_SIZE = 1452
+#: Datagrams waiting in aioquic (congestion window full) beyond this are dropped.
+MAX_PENDING_DATAGRAMS = 64
+#: How long a link that carries datagrams may hold back an ACK-only packet (aioquic's
+#: default is 1 ms; we advertise max_ack_delay 25 ms, so peers allow for it).  Relayed
+#: packets arrive one per outer packet, so with 1 ms nearly each one drew its own ACK:
+#: a packet built, sent, received and parsed at both ends for nothing but the outer
+#: congestion controller.
+DATAGRAM_LINK_ACK_DELAY = 0.020
+#: A 1-RTT packet around one DATAGRAM frame, without the peer's connection id: first
+#: byte, packet number (at most 4), AEAD tag (16), frame type (1), length varint (2).
+_DATAGRAM_OVERHEAD = 1 + 4 + 16 + 1 + 2
 
 
 class QuicLink:
@@ -84,6 +111,13 @@ class QuicLink:
         self._timer_at: float | None = None
         self._transmit_handle: asyncio.Handle | None = None
         self._ping_uid = 0
+        self.datagrams_dropped = 0  # send_datagram calls refused because the queue was full
+        #: Skip the transmit after a received datagram that acknowledged nothing (set on
+        #: links carrying datagrams and on relayed connections): there, nearly every
+        #: datagram is one-way data whose ACK is delayed anyway, and the empty transmit
+        #: (aioquic builds and discards a packet) was a large share of the receiver's CPU.
+        #: Our own writes still transmit at once (``transmit_soon``).
+        self.lazy_transmit = False
 
     # ------------------------------------------------------------------ inputs
 
@@ -95,6 +129,7 @@ class QuicLink:
     def datagram_received(self, data: bytes, addr: Addr) -> None:
         now = self._loop.time()
         self.last_received = now
+        in_flight = self.quic._loss.bytes_in_flight
         try:
             self.quic.receive_datagram(data, addr, now=now)
         except Exception:  # aioquic should not raise, but a peer must never crash us
@@ -103,10 +138,16 @@ class QuicLink:
         self._process_events()
         if self.peer_id is None:
             self._check_confirmed()
-        # Deferred to the end of this loop iteration: handlers woken by this datagram
-        # reply first, so the ACK and the reply leave in one packet, and a burst of
-        # datagrams read in one iteration costs one transmit.
-        self.transmit_soon()
+        if (self.lazy_transmit and self.peer_id is not None and self._transmit_handle is None
+                and self.quic._loss.bytes_in_flight == in_flight):
+            # Nothing newly acknowledged or lost, so no window opened: only ACKs and
+            # flow-control updates could go, and the timer (re-armed here) sends those.
+            self._arm_timer()
+        else:
+            # Deferred to the end of this loop iteration: handlers woken by this datagram
+            # reply first, so the ACK and the reply leave in one packet, and a burst of
+            # datagrams read in one iteration costs one transmit.
+            self.transmit_soon()
         self._after_receive()
 
     def transmit(self) -> None:
@@ -118,6 +159,10 @@ class QuicLink:
                 self.path(data, addr)
             except Exception:  # a broken path sender is a bug elsewhere, not a crash here
                 log.exception("path sender failed for %s", addr)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        """Re-arm the single timer at aioquic's next deadline (or the keepalive)."""
         timer_at = None if self.closed.is_set() else self.quic.get_timer()
         if self.keepalive_interval is not None and not self.closed.is_set() \
                 and self.peer_id is not None:
@@ -129,6 +174,49 @@ class QuicLink:
         if self._timer is None and timer_at is not None:
             self._timer = self._loop.call_at(timer_at, self._handle_timer)
         self._timer_at = timer_at
+
+    @property
+    def datagram_capacity(self) -> int:
+        """The largest datagram :meth:`send_datagram` takes now; 0 if the peer has none.
+
+        Computed for a packet of ``DATAGRAM_LINK_PACKET_SIZE`` (or the configured size if
+        larger) holding nothing but the frame.  aioquic keeps an oversize datagram at the
+        head of its queue forever, blocking every later one, hence the exact bound.
+        """
+        remote = self.quic._remote_max_datagram_frame_size
+        if remote is None or self.peer_id is None or self.closed.is_set():
+            return 0
+        size = max(self.quic._max_datagram_size, DATAGRAM_LINK_PACKET_SIZE)
+        fits = size - _DATAGRAM_OVERHEAD - len(self.quic._peer_cid.cid)
+        return max(0, min(fits, remote - 1 - 4))  # the peer counts type + length varint
+
+    def send_datagram(self, data: bytes) -> bool:
+        """Queue one DATAGRAM frame; False when it was dropped (queue full).
+
+        Raises LocalProtocolError when ``data`` exceeds :attr:`datagram_capacity`.
+        """
+        if len(data) > self.datagram_capacity:
+            raise LocalProtocolError(
+                f"datagram of {len(data)} bytes exceeds the {self.datagram_capacity} bytes "
+                f"the link to {self.remote_addr[0]}:{self.remote_addr[1]} can carry")
+        if len(self.quic._datagrams_pending) >= MAX_PENDING_DATAGRAMS:
+            self.datagrams_dropped += 1
+            return False
+        if self.quic._max_datagram_size < DATAGRAM_LINK_PACKET_SIZE:
+            self.quic._max_datagram_size = DATAGRAM_LINK_PACKET_SIZE
+            self.set_ack_delay(DATAGRAM_LINK_ACK_DELAY)
+            self.lazy_transmit = True
+        self.quic.send_datagram_frame(data)
+        self.transmit_soon()
+        return True
+
+    def set_ack_delay(self, seconds: float) -> None:
+        """Delay ACK-only packets by up to ``seconds`` (at most the advertised 25 ms).
+
+        ACKs still ride at once on any packet we send anyway; this only thins out the
+        packets that carry nothing else (aioquic's private ``_ack_delay``).
+        """
+        self.quic._ack_delay = min(max(seconds, 0.001), 0.025)
 
     def transmit_soon(self) -> None:
         """Coalesce many writes made in one loop iteration into one transmit."""
@@ -173,6 +261,9 @@ class QuicLink:
             elif isinstance(event, events.StopSendingReceived):
                 if self.peer_id is not None:
                     self._stream_stopped(event.stream_id, event.error_code)
+            elif isinstance(event, events.DatagramFrameReceived):
+                if self.peer_id is not None:
+                    self._datagram_frame(event.data)
             elif isinstance(event, events.HandshakeCompleted):
                 self._handshake_completed()
             elif isinstance(event, events.ConnectionIdIssued):
@@ -240,6 +331,9 @@ class QuicLink:
 
     def _stream_stopped(self, stream_id: int, error_code: int) -> None:
         """The peer asked us to stop sending on a stream; the session overrides this."""
+
+    def _datagram_frame(self, data: bytes) -> None:
+        """A DATAGRAM frame from the verified peer; the session overrides this."""
 
     def _after_receive(self) -> None:
         """Called after each datagram (ACKs processed); the session wakes paced writers."""

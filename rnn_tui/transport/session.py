@@ -55,6 +55,8 @@ log = logging.getLogger(__name__)
 RequestHandler = Callable[["PeerConnection", Any], Awaitable[Message]]
 StreamHandler = Callable[["PeerConnection", Any], AsyncIterator[Message]]
 OneWayHandler = Callable[["PeerConnection", Any], Awaitable[None]]
+#: Called synchronously with each DATAGRAM frame whose first byte is its channel.
+DatagramHandler = Callable[["PeerConnection", bytes], None]
 CONTROL_TYPE = 0  # frames that carry no message (CREDIT, bare END)
 _U32 = struct.Struct(">I")
 
@@ -84,6 +86,7 @@ class HandlerTable:
         self.requests: dict[int, RequestHandler] = {}
         self.streams: dict[int, StreamHandler] = {}
         self.one_way: dict[int, OneWayHandler] = {}
+        self.datagrams: dict[int, DatagramHandler] = {}
 
     def on_request(self, cls: type[Message], fn: RequestHandler) -> None:
         self.requests[cls.TYPE] = fn
@@ -93,6 +96,10 @@ class HandlerTable:
 
     def on_message(self, cls: type[Message], fn: OneWayHandler) -> None:
         self.one_way[cls.TYPE] = fn
+
+    def on_datagram(self, channel: int, fn: DatagramHandler) -> None:
+        """DATAGRAM frames starting with byte ``channel`` (unreliable; no task per frame)."""
+        self.datagrams[channel] = fn
 
 
 class _Stream:
@@ -272,6 +279,15 @@ class PeerConnection(QuicLink):
             await waiter
         finally:
             self._drain_waiters.pop(stream_id, None)
+
+    def _datagram_frame(self, data: bytes) -> None:
+        fn = self.handlers.datagrams.get(data[0]) if data else None
+        if fn is None:
+            return  # unknown channel: datagrams are unreliable, dropping is allowed
+        try:
+            fn(self, data)
+        except Exception:  # a handler bug must not take the connection down
+            log.exception("datagram handler failed for %s", self._where())
 
     def _after_receive(self) -> None:
         for sid, waiter in list(self._drain_waiters.items()):

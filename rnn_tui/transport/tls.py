@@ -37,6 +37,7 @@ __all__ = [
     "ALPN",
     "DEFAULT_MAX_DATA",
     "DEFAULT_MAX_STREAM_DATA",
+    "MAX_DATAGRAM_FRAME_SIZE",
     "make_certificate",
     "make_configuration",
     "MutualTlsConnection",
@@ -49,6 +50,10 @@ ALPN = "remote-network/1"
 DEFAULT_MAX_STREAM_DATA = 16 * 1024 * 1024
 DEFAULT_MAX_DATA = 32 * 1024 * 1024
 CERT_VALIDITY = datetime.timedelta(days=3650)
+#: RFC 9221 transport parameter we advertise: we accept DATAGRAM frames up to this size.
+#: Advertising it is what tells a peer it may send them (sending one to a peer that did
+#: not advertise it kills the connection); it is larger than any packet we use.
+MAX_DATAGRAM_FRAME_SIZE = 65535
 
 
 def make_certificate(identity: Identity) -> tuple[x509.Certificate, ed25519.Ed25519PrivateKey]:
@@ -82,6 +87,7 @@ def make_configuration(
     max_stream_data: int = DEFAULT_MAX_STREAM_DATA,
     max_data: int = DEFAULT_MAX_DATA,
     max_datagram_size: int | None = None,
+    max_datagram_frame_size: int | None = MAX_DATAGRAM_FRAME_SIZE,
 ) -> QuicConfiguration:
     """aioquic configuration for our protocol: ALPN, our certificate, no CA checks."""
     cert, key = certificate if certificate is not None else make_certificate(identity)
@@ -92,6 +98,7 @@ def make_configuration(
         idle_timeout=idle_timeout,
         max_stream_data=max_stream_data,
         max_data=max_data,
+        max_datagram_frame_size=max_datagram_frame_size,
     )
     if max_datagram_size is not None:
         config.max_datagram_size = max_datagram_size

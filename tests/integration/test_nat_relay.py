@@ -21,19 +21,35 @@ from rnn_tui.transport import PeerConnection, Transport
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 
+def _flip(data: bytes) -> bytes:
+    altered = bytearray(data)
+    altered[len(altered) // 2] ^= 0x01
+    return bytes(altered)
+
+
 class TamperingRelay(RelayService):
-    """Flips one byte of every relayed packet after the first ``spare`` ones."""
+    """Flips one byte of every relayed packet after the first ``spare`` ones.
+
+    Both ways a relay forwards: packets in DATAGRAM frames and ``CircuitData`` messages.
+    """
 
     spare = 0
+    tampered = 0
 
     def deliver(self, conn: PeerConnection, msg: RelayMessage) -> None:
         if isinstance(msg, CircuitData):
             self.spare -= 1
             if self.spare < 0:
-                payload = bytearray(msg.payload)
-                payload[len(payload) // 2] ^= 0x01
-                msg = replace(msg, payload=bytes(payload))
+                self.tampered += 1
+                msg = replace(msg, payload=_flip(msg.payload))
         super().deliver(conn, msg)
+
+    def deliver_packet(self, conn: PeerConnection, circuit_id: int, packet: bytes) -> None:
+        self.spare -= 1
+        if self.spare < 0:
+            self.tampered += 1
+            packet = _flip(packet)
+        super().deliver_packet(conn, circuit_id, packet)
 
 
 class LyingRelay(RelayService):

@@ -213,6 +213,54 @@ def test_per_peer_byte_rate_drops_the_excess_and_refills():
     assert r.messages_to_send() == [(A, CircuitData(cid, b"y" * 500))]
 
 
+# -- forward(): circuit data that arrived as a DATAGRAM frame, same gate and counters --
+def test_forward_names_the_other_end_and_counts_bytes():
+    r = RelayServer()
+    cid = open_circuit(r)
+    drain(r)
+    assert r.forward(A, cid, 1000, 1.0) == B
+    assert r.forward(B, cid, 300, 1.0) == A
+    assert r.bytes_relayed == 1300
+    assert r.messages_to_send() == [] and not r.has_output, "forwarding builds no message"
+
+
+def test_forward_refuses_non_ends_and_pending_circuits():
+    r = RelayServer()
+    cid = open_circuit(r)
+    assert r.forward(C, cid, 10, 1.0) is None
+    assert r.messages_to_send() == [(C, CircuitClosed(cid, "no such circuit for you"))]
+    assert r.forward(A, cid + 99, 10, 1.0) is None
+    r.messages_to_send()
+    r.receive_message(C, ReserveRequest(), 1.0)
+    r.receive_message(A, ConnectRequest(C.key), 1.0)
+    (pending,) = [m for p, m in r.messages_to_send() if isinstance(m, IncomingCircuit)]
+    assert r.forward(A, pending.circuit_id, 10, 1.0) is None, "not accepted yet"
+    refused = [e for e in drain(r) if isinstance(e, ForwardRefused)]
+    assert [e.peer for e in refused] == [C, A, A] and r.bytes_relayed == 0
+    # quiet (the datagram path): the same drops, counted, with no reply and no event
+    for sender, circuit in ((C, cid), (A, cid + 99), (A, pending.circuit_id)):
+        assert r.forward(sender, circuit, 10, 1.0, quiet=True) is None
+    assert r.stray_datagrams == 3 and not r.has_output
+    assert r.forward(A, cid, 10, 1.0, quiet=True) == B
+
+
+def test_forward_enforces_the_byte_limit_and_the_byte_rate():
+    r = RelayServer(RelayLimits(max_circuit_bytes=100))
+    cid = open_circuit(r)
+    assert r.forward(A, cid, 60, 1.0) == B
+    assert r.forward(A, cid, 60, 1.0) is None
+    assert r.has_output
+    closes = dict(r.messages_to_send())
+    assert set(closes) == {A, B} and all("byte limit" in m.reason for m in closes.values())
+    assert r.circuit_count == 0
+    r = RelayServer(RelayLimits(peer_bytes_per_second=1000, peer_bytes_burst=2000))
+    cid = open_circuit(r)
+    results = [r.forward(A, cid, 500, 1.0) for _ in range(5)]
+    assert results == [B, B, B, B, None] and r.dropped_over_rate == 500
+    assert r.forward(A, cid, 500, 1.5) == B  # refilled
+    assert r.messages_to_send() == [], "a drop over the rate is silent (no flood of replies)"
+
+
 # -- any sequence from any peers: data only ever flows between the two ends of a circuit --
 PEERS = [A, B, C, pid(4)]
 CIDS = st.integers(1, 4)
@@ -224,7 +272,8 @@ RELAY_INPUTS = st.lists(st.tuples(
               st.builds(CircuitReject, CIDS, st.just("no")),
               st.builds(CircuitData, CIDS, st.binary(min_size=1, max_size=40)),
               st.builds(CircuitClosed, CIDS, st.just("bye")),
-              st.builds(IncomingCircuit, CIDS, st.just(A.key))),
+              st.builds(IncomingCircuit, CIDS, st.just(A.key)),
+              st.tuples(st.just("datagram"), CIDS, st.integers(1, 40))),
     st.floats(0, 3)), max_size=40)
 
 
@@ -238,7 +287,13 @@ def test_relay_forwards_only_between_circuit_ends(inputs):
     for peer, msg, dt in inputs:
         now += dt
         r.handle_timer(now)
-        r.receive_message(peer, msg, now)
+        if isinstance(msg, tuple):  # a packet that came as a DATAGRAM frame
+            _, cid, size = msg
+            to = r.forward(peer, cid, size, now, quiet=size % 2 == 0)
+            if to is not None:
+                assert {peer, to} == ends.get(cid), "datagram between non-ends"
+        else:
+            r.receive_message(peer, msg, now)
         for to, out in r.messages_to_send():
             if isinstance(out, ConnectAccepted):
                 ends[out.circuit_id] = {to, PeerId(out.target)}

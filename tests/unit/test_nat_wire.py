@@ -9,6 +9,9 @@ from hypothesis import strategies as st
 from rnn_tui.errors import RemoteProtocolError
 from rnn_tui.nat.model import NatType, check_addr, is_private_addr
 from rnn_tui.nat.wire import (
+    CIRCUIT_DATAGRAM_HEADER,
+    DATAGRAM_FROM_RELAY,
+    DATAGRAM_TO_RELAY,
     PROBE,
     CircuitAccept,
     CircuitClosed,
@@ -25,8 +28,10 @@ from rnn_tui.nat.wire import (
     ReserveAccepted,
     ReserveRefused,
     ReserveRequest,
+    decode_circuit_datagram,
     decode_message,
     decode_probe,
+    encode_circuit_datagram,
     encode_message,
     encode_probe,
     is_probe,
@@ -106,3 +111,12 @@ def test_address_checks():
         assert check_addr(bad) is None, bad
     assert is_private_addr(("10.1.2.3", 1)) and is_private_addr(("fd00::1", 1))
     assert not is_private_addr(("203.0.113.1", 1))
+
+
+def test_circuit_datagram_round_trip_and_malformed():
+    data = encode_circuit_datagram(DATAGRAM_TO_RELAY, 2**40 + 7, b"packet")
+    assert data[0] == DATAGRAM_TO_RELAY and len(data) == CIRCUIT_DATAGRAM_HEADER + 6
+    assert decode_circuit_datagram(data) == (2**40 + 7, b"packet")
+    for bad in (b"", bytes([DATAGRAM_FROM_RELAY]), data[:CIRCUIT_DATAGRAM_HEADER]):
+        with pytest.raises(RemoteProtocolError, match="carries no packet"):
+            decode_circuit_datagram(bad)
