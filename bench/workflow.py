@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import os
 import platform
+import re
 import shlex
 import shutil
 import statistics
@@ -92,6 +93,52 @@ def direct_sequential(image: str) -> float:
     return elapsed
 
 
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) \S+\s+(\S+): (.*)$")
+_STATUS = re.compile(r"^run (\w+) job (\w+): ([A-Z]+)")
+_PHASES = re.compile(r"^job (\w+) of run (\w+) phases: (.*)$")
+
+
+def _timeline(logs: list[Path], run_ids: list[str],
+              created: dict[str, float]) -> dict[tuple[str, str], list[float]]:
+    """(job, event) → ms since the run was created, one value per run, from the nodes' logs.
+
+    Requester events are its job status changes (log timestamps, 1 ms resolution); executor
+    events are the ``phases`` line each executor logs per job (``time.time()`` marks).
+    """
+    out: dict[tuple[str, str], list[float]] = {}
+    wanted = set(run_ids)
+    for path in logs:
+        for line in path.read_text(errors="replace").splitlines():
+            m = _LOG_LINE.match(line)
+            if not m:
+                continue
+            stamp = time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + \
+                int(m.group(2)) / 1000
+            text = m.group(4)
+            if (s := _STATUS.match(text)) and s.group(1) in wanted:
+                run, job, status = s.groups()
+                out.setdefault((job, f"req:{status}"), []).append(
+                    (stamp - created[run]) * 1000)
+            elif (p := _PHASES.match(text)) and p.group(2) in wanted:
+                job, run = p.group(1), p.group(2)
+                for item in p.group(3).split():
+                    phase, _, at = item.partition("=")
+                    out.setdefault((job, f"exe:{phase}"), []).append(
+                        (float(at) - created[run]) * 1000)
+    return out
+
+
+def _print_timeline(events: dict[tuple[str, str], list[float]]) -> None:
+    print("  timeline (ms since the run was created, median over runs; req = requester's "
+          "status change, exe = executor's step):")
+    order = sorted(events, key=lambda k: statistics.median(events[k]))
+    previous = 0.0
+    for job, event in order:
+        at = statistics.median(events[(job, event)])
+        print(f"    {at:7.0f}  (+{at - previous:5.0f})  {job:7s} {event}")
+        previous = at
+
+
 def bench_pipeline(runs: int) -> None:
     from tests.integration.workflow_cluster import control, wait_run, workflow_cluster
 
@@ -103,6 +150,8 @@ def bench_pipeline(runs: int) -> None:
     piped: list[float] = []
     seq: list[float] = []
     inside: list[float] = []
+    run_ids: list[str] = []
+    created: dict[str, float] = {}
     try:
         with workflow_cluster(home / "nodes", 180, image, 3, {}, heartbeat_s=5.0) as (req, _):
             for _ in range(runs + 1):  # the first round warms caches and connections
@@ -112,10 +161,13 @@ def bench_pipeline(runs: int) -> None:
                 results = control(req, "run.results", run_id=run["run_id"])
                 assert Path(results["files"][0]["path"]).read_text() == EXPECTED
                 ours.append(status["ended_at"] - status["created_at"])
+                run_ids.append(run["run_id"])
+                created[run["run_id"]] = status["created_at"]
                 receipts = control(req, "run.receipts", run_id=run["run_id"])["receipts"]
                 inside.append(sum(r["ended_ms"] - r["started_ms"] for r in receipts) / 1000)
                 piped.append(direct_piped(image))
                 seq.append(direct_sequential(image))
+        events = _timeline(sorted((home / "nodes").glob("*.log")), run_ids[1:], created)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     ours, piped, seq, inside = ours[1:], piped[1:], seq[1:], inside[1:]
@@ -132,6 +184,7 @@ def bench_pipeline(runs: int) -> None:
           f"{(m_ours - m_inside) / 3 * 1000:.0f} ms")
     print(f"  overhead per job vs sequential: {(m_ours - m_seq) / 3 * 1000:.0f} ms; "
           f"vs piped: {(m_ours - m_piped) / 3 * 1000:.0f} ms (target <= 150 ms)")
+    _print_timeline(events)
 
 
 async def _transfer_once(size: int, datagram: int | None, tmp: Path) -> tuple[float, int]:

@@ -58,6 +58,15 @@ Connect = Callable[[PeerId], Awaitable[PeerConnection]]
 GetService = Callable[[str], Awaitable[Service]]
 STDIN_FILE = "stdin.in"
 MAX_LOG_LINE = 4096
+LIVE_BURST = 2000
+"""Live log lines a job may stream at once; then ``LIVE_PER_S`` a second (a token bucket)."""
+LIVE_PER_S = 500.0
+"""Why a budget: every live line costs the requester (decode, a log record, an event) on the
+path of the job's own reports; a job printing 20 000 lines in 40 ms cost ~200 ms of the
+requester's CPU per job (docs/perf/workflow_orchestration.md).  The requester keeps only the
+last 5 000 lines of a run anyway; the job's full STDOUT/STDERR are its outputs."""
+LOG_BATCH = 2000
+LOG_BATCH_CHARS = 512 * 1024  # far below the transport's 4 MiB message limit
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -93,6 +102,14 @@ class _Held:
     partial: dict[str, str] = field(default_factory=dict)
     resume: bool = False
     reused: bool = False
+    marks: list[tuple[str, float]] = field(default_factory=list)
+    live_tokens: float = LIVE_BURST
+    live_at: float = 0.0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def mark(self, phase: str) -> None:
+        """Time a step of the job (logged once per job: the benchmark's timeline)."""
+        self.marks.append((phase, time.time()))
 
     @property
     def job_id(self) -> str:
@@ -152,6 +169,7 @@ class ExecutorService:
         for held in list(self._held.values()):
             await self._drop(held, "the executor node is shutting down")
         await self.tasks.shutdown()
+        await self.runtime.drain()
 
     @property
     def held_count(self) -> int:
@@ -176,6 +194,7 @@ class ExecutorService:
             if held.state != "accepted":
                 return WfReply()  # a repeated start (requester restarted): already running
             held.state = "running"
+            held.mark("start")
             held.routes = cmd.outputs
             self.tasks.spawn(f"run:{held.job_id}", self._run(held, cmd))
         elif isinstance(cmd, wm.DeliverOutputs):
@@ -228,7 +247,10 @@ class ExecutorService:
             ws = await asyncio.to_thread(self.runtime.workspace, job_id, service)
         except (RnnError, OSError) as exc:
             return refuse(f"cannot prepare a workspace: {exc}")
-        self._held[(cmd.run_id, cmd.job)] = _Held(requester, cmd, service, ws, resume=resume)
+        held = self._held[(cmd.run_id, cmd.job)] = _Held(requester, cmd, service, ws,
+                                                          resume=resume)
+        held.mark("accepted")
+        self._prepare(held)
         log.info("accepted job %s of run %s from %s (service %s)", cmd.job, cmd.run_id,
                  requester.short, service.name)
         return wm.JobAccepted(cmd.run_id, cmd.job, cmd.attempt)
@@ -309,8 +331,11 @@ class ExecutorService:
             await running
         if held.state == "cancelled":
             return
+        if code != 0:
+            await self.runtime.wait_removed(held.job_id)
         if code == 0:
             reason = await self._collect_outputs(held)
+            held.mark("hashed")
             if reason:
                 code = 125
             elif held.resume and not held.reused and held.service.kind is not ServiceKind.DATA:
@@ -323,24 +348,43 @@ class ExecutorService:
         finally:
             await exited
 
-    async def _run_container(self, held: _Held) -> tuple[int, str]:
+    def _job_request(self, held: _Held, *, running: bool) -> JobRequest:
+        """The runtime's request for a held job (``running``: with its stdin and routing)."""
         req = held.request
         stdin_path = held.workspace.root / "stdin" / STDIN_FILE
-        request = JobRequest(
+        return JobRequest(
             job_id=held.job_id, service=held.service, requester=held.requester,
-            stdin=stdin_path if stdin_path.is_file() else None,
+            stdin=stdin_path if running and stdin_path.is_file() else None,
             command=req.args or None, env=dict(req.env),
             timeout_s=None if req.timeout_s is None else max(1, math.ceil(req.timeout_s)),
             # engine logs (timestamped, json-file driver) only when a route ships LOGS: that
             # driver throttles small lines, so it stays off for every other job
             engine_logs=any(r.source == "LOGS" for r in held.routes),
-            on_output=lambda chunk: self._forward_output(held, chunk))
+            on_output=(lambda chunk: self._forward_output(held, chunk)) if running else None)
+
+    def _prepare(self, held: _Held) -> None:
+        """Create the container of an accepted job now, while the run is still being placed
+        and its inputs travel, so that only ``start`` is left on the job's critical path."""
+        if held.service.kind is ServiceKind.DATA or held.resume:
+            return  # no container, or maybe none (a resumed job may reuse cached outputs)
         try:
-            result = await self.runtime.run(request)
+            self.runtime.prepare(self._job_request(held, running=False))
+        except (RnnError, JobRefused) as exc:  # run() will say it again, to the requester
+            log.info("job %s: container not prepared ahead: %s", held.request.job, exc)
+
+    async def _run_container(self, held: _Held) -> tuple[int, str]:
+        request = self._job_request(held, running=True)
+        try:
+            # the container is removed in the background: outputs are hashed and shipped
+            # meanwhile, and OutputsDelivered waits for the removal (no container outlives
+            # the job's report)
+            result = await self.runtime.run(request, remove_later=True)
         except JobRefused as exc:
             return 125, f"refused at start: {exc.reason}"
         except RnnError as exc:
             return 125, str(exc)
+        held.marks.extend(result.phases)
+        held.mark("run_returned")
         self._flush_partial(held)
         held.outputs["STDOUT"] = (result.stdout_path, 0, "")
         held.outputs["STDERR"] = (result.stderr_path, 0, "")
@@ -445,6 +489,7 @@ class ExecutorService:
             exit_code=code, started_ms=int(started * 1000), ended_ms=int(time.time() * 1000),
             params_sha256=params_digest(req.env, req.args))
         signed = sign_receipt(self.identity, receipt)
+        held.mark("signed")
 
         async def send_receipt() -> None:
             with contextlib.suppress(RnnError):
@@ -453,6 +498,7 @@ class ExecutorService:
 
         await asyncio.gather(send_receipt(), self._report(
             held, wm.JobExited(req.run_id, req.job, req.attempt, code, reason)))
+        held.mark("exit_reported")
 
     async def _deliver(self, held: _Held, routes: tuple[wm.OutputRoute, ...],
                        delivery: int, after: asyncio.Future[None] | None = None) -> None:
@@ -471,6 +517,7 @@ class ExecutorService:
                 source_job=req.job, attempt=req.attempt, connection=route.connection,
                 target_job=route.target_job, target=route.target,
                 known=(size, bytes.fromhex(sha)))
+            held.mark(f"sent{route.connection}")
             return None if outcome.ok else (route.connection, outcome.reason)
 
         results = await asyncio.gather(*(one(r) for r in routes))
@@ -479,9 +526,14 @@ class ExecutorService:
                         for s, (_p, size, sha) in sorted(held.outputs.items()))
         if after is not None:
             await asyncio.shield(after)
+        await self.runtime.wait_removed(held.job_id)
         held.state = "done"
         await self._report(held, wm.OutputsDelivered(req.run_id, req.job, req.attempt, delivery,
                                                      digests, failed))
+        held.mark("delivered_reported")
+        if delivery == 0:
+            log.info("job %s of run %s phases: %s", req.job, req.run_id,
+                     " ".join(f"{phase}={at:.4f}" for phase, at in held.marks))
 
     # ------------------------------------------------------------------ reporting
     async def _report(self, held: _Held, report: wm.Report, tries: int = 4) -> None:
@@ -500,29 +552,74 @@ class ExecutorService:
             await asyncio.sleep(min(8.0, 1.0 * 2 ** attempt))
 
     def _forward_output(self, held: _Held, chunk: OutputChunk) -> None:
-        """Live log lines to the requester (one-way, batched per read from the container)."""
-        text = held.partial.get(chunk.stream, "") + chunk.data.decode("utf-8", "replace")
+        """Live log lines to the requester (one-way, batched per read from the container),
+        within the job's live budget (``LIVE_BURST``, ``LIVE_PER_S``); lines over it are
+        counted, not decoded, and a ``[rnn]`` line says how many were not streamed."""
+        now = time.monotonic()
+        if held.live_at:
+            held.live_tokens = min(LIVE_BURST, held.live_tokens
+                                   + (now - held.live_at) * LIVE_PER_S)
+        held.live_at = now
+        stream, data = chunk.stream, chunk.data
+        if held.live_tokens < 1:
+            newlines = data.count(b"\n")
+            if newlines:
+                held.skipped[stream] = held.skipped.get(stream, 0) + newlines
+                tail = data[data.rfind(b"\n") + 1:]
+                held.partial[stream] = tail[-MAX_LOG_LINE:].decode("utf-8", "replace")
+            else:
+                rest = held.partial.get(stream, "") + data.decode("utf-8", "replace")
+                held.partial[stream] = rest[-MAX_LOG_LINE:]
+            return
+        text = held.partial.get(stream, "") + data.decode("utf-8", "replace")
         lines = text.split("\n")
-        held.partial[chunk.stream] = lines.pop()[-MAX_LOG_LINE:]
-        self._send_lines(held, chunk.stream, lines)
+        held.partial[stream] = lines.pop()[-MAX_LOG_LINE:]
+        allowed = min(len(lines), int(held.live_tokens))
+        held.live_tokens -= allowed
+        if allowed < len(lines):
+            held.skipped[stream] = held.skipped.get(stream, 0) + len(lines) - allowed
+            del lines[allowed:]
+        self._send_lines(held, stream, self._skip_note(held, stream) + lines)
+
+    @staticmethod
+    def _skip_note(held: _Held, stream: str) -> list[str]:
+        skipped = held.skipped.pop(stream, 0)
+        if not skipped:
+            return []
+        return [f"[rnn] {skipped} lines of {stream} were not streamed live (over "
+                f"{LIVE_BURST} lines at once or {LIVE_PER_S:g}/s); the job's {stream.upper()} "
+                f"output has them all"]
 
     def _flush_partial(self, held: _Held) -> None:
-        for stream, rest in held.partial.items():
-            if rest:
-                self._send_lines(held, stream, [rest])
+        for stream in sorted(set(held.partial) | set(held.skipped)):
+            rest = held.partial.get(stream, "")
+            self._send_lines(held, stream, ([rest] if rest else []) + self._skip_note(held, stream))
         held.partial.clear()
 
     def _send_lines(self, held: _Held, stream: str, lines: list[str]) -> None:
         if not lines:
             return
-        req = held.request
         # streamed jobs talk to a requester we are connected to; never block the job on it
         for connection in self._open_connections(held.requester):
-            for start in range(0, len(lines), 500):
-                batch = tuple(line[:MAX_LOG_LINE] for line in lines[start:start + 500])
-                with contextlib.suppress(RnnError):
-                    connection.send(WfLog(req.run_id, req.job, req.attempt, stream.upper(), batch))
+            batch: list[str] = []
+            size = 0
+            for line in lines:
+                line = line[:MAX_LOG_LINE]
+                batch.append(line)
+                size += len(line) + 1
+                if len(batch) >= LOG_BATCH or size >= LOG_BATCH_CHARS:
+                    self._send_log(connection, held, stream, batch)
+                    batch, size = [], 0
+            if batch:
+                self._send_log(connection, held, stream, batch)
             return
+
+    @staticmethod
+    def _send_log(connection: PeerConnection, held: _Held, stream: str,
+                  lines: list[str]) -> None:
+        req = held.request
+        with contextlib.suppress(RnnError):
+            connection.send(WfLog(req.run_id, req.job, req.attempt, stream.upper(), tuple(lines)))
 
     def _open_connections(self, peer: PeerId) -> list[PeerConnection]:
         conn = self.existing(peer)
@@ -555,6 +652,7 @@ class ExecutorService:
             await self.runtime.cancel(held.job_id, reason)
             self.tasks.spawn(f"discard:{held.job_id}", self._discard_later(held), replace=True)
         else:
+            await self.runtime.discard_prepared(held.job_id)
             await asyncio.to_thread(self.runtime.discard_workspace, held.job_id)
         log.info("dropped job %s of run %s: %s", held.request.job, held.request.run_id, reason)
 
