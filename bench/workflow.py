@@ -39,6 +39,7 @@ from rnn_tui.errors import WorkflowError  # noqa: E402
 from rnn_tui.identity import Identity, PeerId  # noqa: E402
 from rnn_tui.transport import Transport, TransportSettings  # noqa: E402
 from rnn_tui.transport.session import PeerConnection  # noqa: E402
+from rnn_tui.workflow.transfer import hash_file  # noqa: E402
 from rnn_tui.workflow.transfer_driver import Landing, TransferService  # noqa: E402
 from rnn_tui.workflow.wire import XferOffer  # noqa: E402
 
@@ -187,7 +188,8 @@ def bench_pipeline(runs: int) -> None:
     _print_timeline(events)
 
 
-async def _transfer_once(size: int, datagram: int | None, tmp: Path) -> tuple[float, int]:
+async def _transfer_once(size: int, datagram: int | None, tmp: Path,
+                         known: tuple[int, bytes]) -> tuple[float, int, float]:
     settings = TransportSettings(max_datagram_size=datagram, keepalive_interval=5.0,
                                  idle_timeout=60.0)
     a = Transport(Identity.generate(), settings=settings)
@@ -223,13 +225,19 @@ async def _transfer_once(size: int, datagram: int | None, tmp: Path) -> tuple[fl
 
     sampler = asyncio.create_task(sample(), name="bench:rss")
     try:
-        t0 = time.perf_counter()
+        t0, cpu0, loop0 = time.perf_counter(), time.process_time(), time.thread_time()
+        # ``known``: an executor ships outputs it already hashed for the receipt (while the
+        # job's output streamed), so the transfer itself does not hash the file first
         outcome = await sender.send_file(b.identity.peer_id, src, transfer_id="bench",
                                          name="dst.bin", run_id="r", source_job="a", attempt=1,
-                                         connection=0, target_job="b", target="STDIN")
+                                         connection=0, target_job="b", target="STDIN",
+                                         known=known)
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        print(f"    (driver round: event-loop thread CPU {time.thread_time() - loop0:.2f} s, "
+              f"all threads {cpu:.2f} s)")
         assert outcome.ok and landed.get("n") == size, outcome
-        return size / elapsed, peak - before
+        return size / elapsed, peak - before, cpu
     finally:
         stop.set()
         await sampler
@@ -253,14 +261,21 @@ async def bench_transfer(mb: int, runs: int, datagram: int | None) -> None:
     with tempfile.TemporaryDirectory(prefix="rnn-bench-xfer-") as tmpdir:
         tmp = Path(tmpdir)
         await asyncio.to_thread(_write_source, tmp / "src.bin", mb)
+        known = await asyncio.to_thread(hash_file, tmp / "src.bin")
         ours: list[float] = []
         bare: list[float] = []
         mem: list[int] = []
+        cpu_ours: list[float] = []
+        cpu_bare: list[float] = []
         for _ in range(runs):
-            rate, grew = await _transfer_once(size, datagram, tmp)
+            rate, grew, cpu = await _transfer_once(size, datagram, tmp, known)
             ours.append(rate)
             mem.append(grew)
+            cpu_ours.append(cpu)
+            cpu0, loop0 = time.process_time(), time.thread_time()
             bare.append(await bare_throughput(size, datagram))
+            print(f"    (bare round: event-loop thread CPU {time.thread_time() - loop0:.2f} s)")
+            cpu_bare.append(time.process_time() - cpu0)
     mo, mb_ = statistics.median(ours), statistics.median(bare)
     label = "default 1200 B" if datagram is None else f"{datagram} B"
     print(f"transfer {mb} MiB, datagrams {label}: driver median {mo / 1e6:.1f} MB/s "
@@ -268,6 +283,9 @@ async def bench_transfer(mb: int, runs: int, datagram: int | None) -> None:
           f"{[round(x / 1e6, 1) for x in bare]}, ratio {mo / mb_:.0%} (target >= 90%)")
     print(f"  driver RSS growth during transfer: median {statistics.median(mem) / 2**20:.1f} MiB "
           f"{[round(m / 2**20, 1) for m in mem]} for a {mb} MiB object")
+    print(f"  CPU seconds (all threads, both ends): driver median "
+          f"{statistics.median(cpu_ours):.2f} {[round(c, 2) for c in cpu_ours]}, bare median "
+          f"{statistics.median(cpu_bare):.2f} {[round(c, 2) for c in cpu_bare]}")
 
 
 def main() -> None:
