@@ -120,10 +120,15 @@ TransferMessage = Offer | ResumeFrom | Chunk | Ack | End | Completed | Aborted
 
 @dataclass(frozen=True, slots=True)
 class WriteChunk:
-    """Receiver: write ``data`` at ``offset`` of the partial file (before sending acks)."""
+    """Receiver: write ``data`` at ``offset`` of the partial file (before sending acks).
+
+    ``sha256`` is the chunk's verified hash: a driver keeps it next to the partial file so
+    that :func:`resume_state` can re-verify every chunk on disk after a crash.
+    """
 
     offset: int
     data: bytes
+    sha256: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,7 +503,7 @@ class TransferReceiver(_Machine):
             self.abort(f"object exceeds the limit of {self.max_size} bytes")
             return
         self._short_seen = len(chunk.data) < self.chunk_size
-        self._events.append(WriteChunk(self._bytes, chunk.data))
+        self._events.append(WriteChunk(self._bytes, chunk.data, actual))
         if not self.driver_hashes:
             self._hasher.update(chunk.data)
         self._bytes += len(chunk.data)
@@ -586,23 +591,46 @@ def hash_file(path: Path, block: int = DEFAULT_CHUNK_SIZE) -> tuple[int, bytes]:
     return size, hasher.digest()
 
 
-def resume_state(path: Path, chunk_size: int) -> tuple[int, hashlib._Hash]:
+SUMS_SUFFIX = ".sums"
+"""``NAME.part.sums``: the sha256 of each chunk written to ``NAME.part``, 32 bytes each."""
+
+
+def resume_state(path: Path, chunk_size: int,
+                 sums: Path | None = None) -> tuple[int, hashlib._Hash]:
     """For a receiver restarting on a partial file: (complete chunks, hasher over them).
 
     A torn last chunk (the process died mid-write) is cut off; those bytes come again.
+    With ``sums`` (the chunk hashes the driver recorded as it wrote), every chunk on disk is
+    re-verified and the file is cut at the first chunk that is missing, torn or differs
+    from its recorded hash: chunks are not fsynced one by one, so after a power loss the
+    file may hold less (or zeros) where a chunk was acknowledged, and only what verifies
+    counts.  Without a ``sums`` file (``sums`` given but absent) nothing counts.
     """
     hasher = hashlib.sha256()
     try:
         size = path.stat().st_size
     except FileNotFoundError:
         return 0, hasher
+    recorded: bytes | None = None
+    if sums is not None:
+        try:
+            recorded = sums.read_bytes()
+        except FileNotFoundError:
+            recorded = b""
     chunks = size // chunk_size
-    keep = chunks * chunk_size
+    if recorded is not None:
+        chunks = min(chunks, len(recorded) // 32)
+    kept = 0
     with open(path, "r+b") as handle:
-        handle.truncate(keep)
-        remaining = keep
-        while remaining:
-            data = handle.read(min(remaining, DEFAULT_CHUNK_SIZE))
+        while kept < chunks:
+            data = handle.read(chunk_size)
+            if recorded is not None and \
+                    hashlib.sha256(data).digest() != recorded[kept * 32:kept * 32 + 32]:
+                break
             hasher.update(data)
-            remaining -= len(data)
-    return chunks, hasher
+            kept += 1
+        handle.truncate(kept * chunk_size)
+    if sums is not None and recorded is not None and len(recorded) != kept * 32:
+        with open(sums, "r+b") as handle:
+            handle.truncate(kept * 32)
+    return kept, hasher

@@ -112,6 +112,7 @@ class _Incoming:
     part: str
     hasher: Any
     worker: ThreadPoolExecutor
+    sums_fd: int
     connection: PeerConnection | None = None
     written: asyncio.Future[None] | None = None
     batch: list[tc.WriteChunk] = field(default_factory=list)  # verified, not yet queued
@@ -347,9 +348,11 @@ class TransferService:
             part = landing.name + ".part"
             try:
                 path = tc.confine_path(landing.root, part)
-                resume = await asyncio.to_thread(tc.resume_state, path, msg.offer.chunk_size) \
-                    if path.exists() else None
+                sums = tc.confine_path(landing.root, part + tc.SUMS_SUFFIX)
+                resume = await asyncio.to_thread(tc.resume_state, path, msg.offer.chunk_size,
+                                                 sums) if path.exists() else None
                 fd = tc.open_destination(landing.root, part)
+                sums_fd = tc.open_destination(landing.root, part + tc.SUMS_SUFFIX)
             except (RnnError, OSError) as exc:
                 return XferControl(tc.Aborted(tid, f"refused: {exc}"))
             receiver = tc.TransferReceiver(tid, max_size=landing.max_size,
@@ -357,7 +360,8 @@ class TransferService:
                                            driver_hashes=True)
             inc = _Incoming(receiver, landing, conn.peer_id, fd, part,
                             resume[1] if resume else hashlib.sha256(),
-                            ThreadPoolExecutor(1, thread_name_prefix=f"xfer-{tid[:8]}"))
+                            ThreadPoolExecutor(1, thread_name_prefix=f"xfer-{tid[:8]}"),
+                            sums_fd)
             self._incoming[tid] = inc
         elif inc.receiver.finished:
             return XferControl(tc.Aborted(tid, f"transfer already {inc.receiver.state.value}"))
@@ -430,11 +434,18 @@ class TransferService:
 
     @staticmethod
     def _write(inc: _Incoming, events: list[tc.WriteChunk]) -> None:
-        """Worker thread: verified chunks to the partial file and the whole-object hash."""
+        """Worker thread: verified chunks to the partial file and the whole-object hash,
+        and each chunk's hash to ``NAME.part.sums`` (what a restart re-verifies against).
+
+        No fsync per chunk: an Ack promises the chunk was verified and written, not that it
+        survives a power loss; ``resume_state`` re-verifies what is on disk after a crash
+        and the sender resends from there.  The file is fsynced once, before it is renamed
+        and the transfer confirmed."""
         for event in events:
             if inc.closed:
                 return
             os.pwrite(inc.fd, event.data, event.offset)
+            os.pwrite(inc.sums_fd, event.sha256, event.offset // inc.receiver.chunk_size * 32)
             inc.hasher.update(event.data)
 
     @staticmethod
@@ -450,6 +461,8 @@ class TransferService:
         final = tc.confine_path(inc.landing.root, inc.landing.name)
         part = tc.confine_path(inc.landing.root, inc.part)
         os.replace(part, final)
+        with contextlib.suppress(RnnError, OSError):
+            tc.confine_path(inc.landing.root, inc.part + tc.SUMS_SUFFIX).unlink()
 
     def _close_incoming(self, inc: _Incoming) -> None:
         if self._incoming.get(inc.receiver.transfer_id) is inc:
@@ -458,11 +471,13 @@ class TransferService:
 
         def close() -> None:  # after every queued write (same worker), never before
             inc.closed = True
-            with contextlib.suppress(OSError):
-                os.close(inc.fd)
+            for fd in (inc.fd, inc.sums_fd):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
             if failed:
-                with contextlib.suppress(RnnError, OSError):
-                    tc.confine_path(inc.landing.root, inc.part).unlink()
+                for name in (inc.part, inc.part + tc.SUMS_SUFFIX):
+                    with contextlib.suppress(RnnError, OSError):
+                        tc.confine_path(inc.landing.root, name).unlink()
 
         if inc.shut:
             return
