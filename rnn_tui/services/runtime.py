@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -116,6 +117,9 @@ class JobResult:
     duration_s: float
     # (phase, time.time()) marks of the run's steps, for the workflow benchmark's timeline
     phases: tuple[tuple[str, float], ...] = ()
+    # sha256 of the stdout/stderr files, computed while they were written (no second pass)
+    stdout_sha256: bytes | None = None
+    stderr_sha256: bytes | None = None
 
 
 class Workspace:
@@ -239,6 +243,7 @@ class _StreamPump:
         self.on_output = on_output
         self.loop = loop
         self.counts = {1: 0, 2: 0}
+        self.hashes = {1: hashlib.sha256(), 2: hashlib.sha256()}
         self.truncated = False
 
     def _deliver(self, chunks: list[OutputChunk]) -> None:
@@ -272,6 +277,7 @@ class _StreamPump:
                         continue
                     self.counts[stream] += len(payload)
                     files[stream].write(payload)
+                    self.hashes[stream].update(payload)
                     if self.on_output is not None:
                         chunks.append(OutputChunk(names[stream], payload))
                 if chunks:
@@ -555,6 +561,7 @@ class DockerRuntime:
         marks.append(("attached", time.time()))
         pump = _StreamPump(sock, ws, self.policy.max_output_bytes, request.on_output, loop)
         ended_by: JobOutcome | None = None
+        drained = False  # the reader saw the end of the streams: its hashes cover the files
         start_error: str | None = None
         try:
             reader = _in_thread(pump.run, f"job-{request.job_id}-out")
@@ -583,6 +590,7 @@ class DockerRuntime:
                 # The stream ends when the container's stdout/stderr close; let it drain.
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(reader), 30)
+                    drained = reader.exception() is None
                 with contextlib.suppress(asyncio.TimeoutError, OSError):
                     await asyncio.wait_for(asyncio.shield(feeder), 5)
                 marks.append(("drained", time.time()))
@@ -611,7 +619,8 @@ class DockerRuntime:
                          exit_code if isinstance(exit_code, int) else None,
                          ws.stdout_path, ws.stderr_path, logs_path, outputs,
                          pump.counts[1], pump.counts[2], time.monotonic() - started,
-                         tuple(marks))
+                         tuple(marks), pump.hashes[1].digest() if drained else None,
+                         pump.hashes[2].digest() if drained else None)
 
     def _classify(self, ended_by: JobOutcome | None, state: Mapping[str, Any], limits: JobLimits,
                   request: JobRequest) -> tuple[JobOutcome, str]:

@@ -128,6 +128,11 @@ def _with_mounts(service: Service, mounts: tuple[tuple[str, MountDirection], ...
     return replace(service, interfaces=service.interfaces + extra) if extra else service
 
 
+def _hashed(path: Path, size: int, sha256: bytes | None) -> tuple[Path, int, str]:
+    """An output entry; without a hash ``_collect_outputs`` hashes the file."""
+    return (path, size, sha256.hex()) if sha256 is not None else (path, 0, "")
+
+
 def _mount_target(ws: Workspace, key: str, file: str | None) -> tuple[Path, str, MountDirection]:
     """``MOUNT:/data/in`` + ``a.csv`` → (host dir of the mount, ``a.csv``, direction)."""
     path = key.split(":", 1)[1]
@@ -386,8 +391,11 @@ class ExecutorService:
         held.marks.extend(result.phases)
         held.mark("run_returned")
         self._flush_partial(held)
-        held.outputs["STDOUT"] = (result.stdout_path, 0, "")
-        held.outputs["STDERR"] = (result.stderr_path, 0, "")
+        # hashed by the runtime while the job wrote them: no second pass over the files
+        held.outputs["STDOUT"] = _hashed(result.stdout_path, result.stdout_bytes,
+                                         result.stdout_sha256)
+        held.outputs["STDERR"] = _hashed(result.stderr_path, result.stderr_bytes,
+                                         result.stderr_sha256)
         if result.logs_path is not None:
             held.outputs["LOGS"] = (result.logs_path, 0, "")
         if result.outcome is JobOutcome.COMPLETED:

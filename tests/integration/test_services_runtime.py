@@ -4,6 +4,7 @@ cancel, refusal, and leftovers reaped after ``kill -9`` of the process that star
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 import os
@@ -334,6 +335,9 @@ async def test_prepared_container_is_the_one_run_and_removed_later(service_regis
         remove_later=True)
     assert result.outcome is JobOutcome.COMPLETED, result.explanation
     assert result.stdout_path.read_bytes() == b"fed\n"
+    # hashed while streamed, so the executor needs no second pass over the file
+    assert result.stdout_sha256 == hashlib.sha256(b"fed\n").digest()
+    assert result.stderr_sha256 == hashlib.sha256(b"").digest()
     assert [name for name, _at in result.phases][:3] == ["begin", "created", "attached"]
     await docker_runtime.wait_removed("prep-job")
     assert not _ours(docker_client, node_identity)
