@@ -70,6 +70,28 @@ LOG_BATCH_CHARS = 512 * 1024  # far below the transport's 4 MiB message limit
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
 
 
+@dataclass(slots=True)
+class LiveBudget:
+    """A token bucket of live log lines for one job: ``burst`` at once, then ``per_s``."""
+
+    burst: int = LIVE_BURST
+    per_s: float = LIVE_PER_S
+    tokens: float = LIVE_BURST
+    at: float | None = None
+
+    def refill(self, now: float) -> float:
+        if self.at is not None:
+            self.tokens = min(float(self.burst), self.tokens + (now - self.at) * self.per_s)
+        self.at = now
+        return self.tokens
+
+    def take(self, wanted: int, now: float) -> int:
+        """How many of ``wanted`` lines may go now (the rest are to be counted, not sent)."""
+        allowed = max(0, min(wanted, int(self.refill(now))))
+        self.tokens -= allowed
+        return allowed
+
+
 @dataclass(frozen=True, slots=True)
 class ExecutorSettings:
     enabled: bool = True
@@ -103,8 +125,7 @@ class _Held:
     resume: bool = False
     reused: bool = False
     marks: list[tuple[str, float]] = field(default_factory=list)
-    live_tokens: float = LIVE_BURST
-    live_at: float = 0.0
+    live: LiveBudget = field(default_factory=LiveBudget)
     skipped: dict[str, int] = field(default_factory=dict)
 
     def mark(self, phase: str) -> None:
@@ -564,12 +585,8 @@ class ExecutorService:
         within the job's live budget (``LIVE_BURST``, ``LIVE_PER_S``); lines over it are
         counted, not decoded, and a ``[rnn]`` line says how many were not streamed."""
         now = time.monotonic()
-        if held.live_at:
-            held.live_tokens = min(LIVE_BURST, held.live_tokens
-                                   + (now - held.live_at) * LIVE_PER_S)
-        held.live_at = now
         stream, data = chunk.stream, chunk.data
-        if held.live_tokens < 1:
+        if held.live.refill(now) < 1:
             newlines = data.count(b"\n")
             if newlines:
                 held.skipped[stream] = held.skipped.get(stream, 0) + newlines
@@ -582,8 +599,7 @@ class ExecutorService:
         text = held.partial.get(stream, "") + data.decode("utf-8", "replace")
         lines = text.split("\n")
         held.partial[stream] = lines.pop()[-MAX_LOG_LINE:]
-        allowed = min(len(lines), int(held.live_tokens))
-        held.live_tokens -= allowed
+        allowed = held.live.take(len(lines), now)
         if allowed < len(lines):
             held.skipped[stream] = held.skipped.get(stream, 0) + len(lines) - allowed
             del lines[allowed:]

@@ -384,3 +384,15 @@ def test_receiver_takes_the_drivers_hashes_and_still_checks_them() -> None:
     nodigest.receive(Offer("d", "x", 1000, 0))
     nodigest.receive(End("d", 0, 0, hashlib.sha256().digest()))
     assert nodigest.state is TransferState.FAILED
+
+
+def test_live_log_budget_allows_a_burst_then_a_rate() -> None:
+    from rnn_tui.workflow.executor import LiveBudget
+
+    budget = LiveBudget(burst=100, per_s=10.0, tokens=100)
+    assert budget.take(30, now=0.0) == 30
+    assert budget.take(500, now=0.0) == 70       # the rest of the burst, no more
+    assert budget.take(5, now=0.05) == 0         # half a token has come back
+    assert budget.take(9, now=0.55) == 5         # 0.5 s more at 10/s: 5.5 tokens, whole ones go
+    assert budget.take(9, now=0.55) == 0         # the half token stays for later
+    assert budget.take(1000, now=1000.0) == 100  # refills to the burst, never beyond
