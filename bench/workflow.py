@@ -5,12 +5,16 @@
    the same three containers run directly with ``docker run``: once piped
    (``a | b | c``, concurrent) and once in sequence through files (batch, as our executors
    run).  Overhead per job = (workflow run time − direct time) / 3, from the requester's
-   own created → ended timestamps.  Medians of ``--runs`` rounds.
+   own created → ended timestamps.  Medians of ``--runs`` rounds.  Then a timeline of the
+   critical path (median ms since the run was created) from the nodes' logs: the
+   requester's job status changes and the ``phases`` line each executor logs per job.
 2. **Transfer.**  One output of ``--mb`` MiB sent between two transports in this process
-   with the workflow transfer driver (chunked, hashed, acknowledged, written to disk and
-   renamed) versus a bare aioquic stream with the same QUIC configuration (from
-   ``bench/transport.py``), alternating rounds.  The driver's memory is sampled from
-   ``/proc/self/statm`` every 20 ms during the transfer (RSS peak − RSS before).
+   with the workflow transfer driver (chunked, hashed, acknowledged, written to disk,
+   fsynced and renamed) versus a bare aioquic stream with the same QUIC configuration (from
+   ``bench/transport.py``), alternating rounds.  The driver is given the file's hash, as an
+   executor is (it hashed the output for its receipt while the job wrote it).  The driver's
+   memory is sampled from ``/proc/self/statm`` every 20 ms during the transfer (RSS peak −
+   RSS before); CPU seconds are printed for both (all threads, and the event-loop thread).
 
 Usage: ``python bench/workflow.py [--runs 5] [--mb 256] [--skip-pipeline]``.
 """
