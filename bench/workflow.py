@@ -5,12 +5,16 @@
    the same three containers run directly with ``docker run``: once piped
    (``a | b | c``, concurrent) and once in sequence through files (batch, as our executors
    run).  Overhead per job = (workflow run time − direct time) / 3, from the requester's
-   own created → ended timestamps.  Medians of ``--runs`` rounds.
+   own created → ended timestamps.  Medians of ``--runs`` rounds.  Then a timeline of the
+   critical path (median ms since the run was created) from the nodes' logs: the
+   requester's job status changes and the ``phases`` line each executor logs per job.
 2. **Transfer.**  One output of ``--mb`` MiB sent between two transports in this process
-   with the workflow transfer driver (chunked, hashed, acknowledged, written to disk and
-   renamed) versus a bare aioquic stream with the same QUIC configuration (from
-   ``bench/transport.py``), alternating rounds.  The driver's memory is sampled from
-   ``/proc/self/statm`` every 20 ms during the transfer (RSS peak − RSS before).
+   with the workflow transfer driver (chunked, hashed, acknowledged, written to disk,
+   fsynced and renamed) versus a bare aioquic stream with the same QUIC configuration (from
+   ``bench/transport.py``), alternating rounds.  The driver is given the file's hash, as an
+   executor is (it hashed the output for its receipt while the job wrote it).  The driver's
+   memory is sampled from ``/proc/self/statm`` every 20 ms during the transfer (RSS peak −
+   RSS before); CPU seconds are printed for both (all threads, and the event-loop thread).
 
 Usage: ``python bench/workflow.py [--runs 5] [--mb 256] [--skip-pipeline]``.
 """
@@ -21,6 +25,7 @@ import argparse
 import asyncio
 import os
 import platform
+import re
 import shlex
 import shutil
 import statistics
@@ -38,6 +43,7 @@ from rnn_tui.errors import WorkflowError  # noqa: E402
 from rnn_tui.identity import Identity, PeerId  # noqa: E402
 from rnn_tui.transport import Transport, TransportSettings  # noqa: E402
 from rnn_tui.transport.session import PeerConnection  # noqa: E402
+from rnn_tui.workflow.transfer import hash_file  # noqa: E402
 from rnn_tui.workflow.transfer_driver import Landing, TransferService  # noqa: E402
 from rnn_tui.workflow.wire import XferOffer  # noqa: E402
 
@@ -92,6 +98,52 @@ def direct_sequential(image: str) -> float:
     return elapsed
 
 
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) \S+\s+(\S+): (.*)$")
+_STATUS = re.compile(r"^run (\w+) job (\w+): ([A-Z]+)")
+_PHASES = re.compile(r"^job (\w+) of run (\w+) phases: (.*)$")
+
+
+def _timeline(logs: list[Path], run_ids: list[str],
+              created: dict[str, float]) -> dict[tuple[str, str], list[float]]:
+    """(job, event) → ms since the run was created, one value per run, from the nodes' logs.
+
+    Requester events are its job status changes (log timestamps, 1 ms resolution); executor
+    events are the ``phases`` line each executor logs per job (``time.time()`` marks).
+    """
+    out: dict[tuple[str, str], list[float]] = {}
+    wanted = set(run_ids)
+    for path in logs:
+        for line in path.read_text(errors="replace").splitlines():
+            m = _LOG_LINE.match(line)
+            if not m:
+                continue
+            stamp = time.mktime(time.strptime(m.group(1), "%Y-%m-%d %H:%M:%S")) + \
+                int(m.group(2)) / 1000
+            text = m.group(4)
+            if (s := _STATUS.match(text)) and s.group(1) in wanted:
+                run, job, status = s.groups()
+                out.setdefault((job, f"req:{status}"), []).append(
+                    (stamp - created[run]) * 1000)
+            elif (p := _PHASES.match(text)) and p.group(2) in wanted:
+                job, run = p.group(1), p.group(2)
+                for item in p.group(3).split():
+                    phase, _, at = item.partition("=")
+                    out.setdefault((job, f"exe:{phase}"), []).append(
+                        (float(at) - created[run]) * 1000)
+    return out
+
+
+def _print_timeline(events: dict[tuple[str, str], list[float]]) -> None:
+    print("  timeline (ms since the run was created, median over runs; req = requester's "
+          "status change, exe = executor's step):")
+    order = sorted(events, key=lambda k: statistics.median(events[k]))
+    previous = 0.0
+    for job, event in order:
+        at = statistics.median(events[(job, event)])
+        print(f"    {at:7.0f}  (+{at - previous:5.0f})  {job:7s} {event}")
+        previous = at
+
+
 def bench_pipeline(runs: int) -> None:
     from tests.integration.workflow_cluster import control, wait_run, workflow_cluster
 
@@ -103,6 +155,8 @@ def bench_pipeline(runs: int) -> None:
     piped: list[float] = []
     seq: list[float] = []
     inside: list[float] = []
+    run_ids: list[str] = []
+    created: dict[str, float] = {}
     try:
         with workflow_cluster(home / "nodes", 180, image, 3, {}, heartbeat_s=5.0) as (req, _):
             for _ in range(runs + 1):  # the first round warms caches and connections
@@ -112,10 +166,13 @@ def bench_pipeline(runs: int) -> None:
                 results = control(req, "run.results", run_id=run["run_id"])
                 assert Path(results["files"][0]["path"]).read_text() == EXPECTED
                 ours.append(status["ended_at"] - status["created_at"])
+                run_ids.append(run["run_id"])
+                created[run["run_id"]] = status["created_at"]
                 receipts = control(req, "run.receipts", run_id=run["run_id"])["receipts"]
                 inside.append(sum(r["ended_ms"] - r["started_ms"] for r in receipts) / 1000)
                 piped.append(direct_piped(image))
                 seq.append(direct_sequential(image))
+        events = _timeline(sorted((home / "nodes").glob("*.log")), run_ids[1:], created)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     ours, piped, seq, inside = ours[1:], piped[1:], seq[1:], inside[1:]
@@ -132,9 +189,11 @@ def bench_pipeline(runs: int) -> None:
           f"{(m_ours - m_inside) / 3 * 1000:.0f} ms")
     print(f"  overhead per job vs sequential: {(m_ours - m_seq) / 3 * 1000:.0f} ms; "
           f"vs piped: {(m_ours - m_piped) / 3 * 1000:.0f} ms (target <= 150 ms)")
+    _print_timeline(events)
 
 
-async def _transfer_once(size: int, datagram: int | None, tmp: Path) -> tuple[float, int]:
+async def _transfer_once(size: int, datagram: int | None, tmp: Path,
+                         known: tuple[int, bytes]) -> tuple[float, int, float]:
     settings = TransportSettings(max_datagram_size=datagram, keepalive_interval=5.0,
                                  idle_timeout=60.0)
     a = Transport(Identity.generate(), settings=settings)
@@ -170,13 +229,19 @@ async def _transfer_once(size: int, datagram: int | None, tmp: Path) -> tuple[fl
 
     sampler = asyncio.create_task(sample(), name="bench:rss")
     try:
-        t0 = time.perf_counter()
+        t0, cpu0, loop0 = time.perf_counter(), time.process_time(), time.thread_time()
+        # ``known``: an executor ships outputs it already hashed for the receipt (while the
+        # job's output streamed), so the transfer itself does not hash the file first
         outcome = await sender.send_file(b.identity.peer_id, src, transfer_id="bench",
                                          name="dst.bin", run_id="r", source_job="a", attempt=1,
-                                         connection=0, target_job="b", target="STDIN")
+                                         connection=0, target_job="b", target="STDIN",
+                                         known=known)
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0
+        print(f"    (driver round: event-loop thread CPU {time.thread_time() - loop0:.2f} s, "
+              f"all threads {cpu:.2f} s)")
         assert outcome.ok and landed.get("n") == size, outcome
-        return size / elapsed, peak - before
+        return size / elapsed, peak - before, cpu
     finally:
         stop.set()
         await sampler
@@ -200,14 +265,21 @@ async def bench_transfer(mb: int, runs: int, datagram: int | None) -> None:
     with tempfile.TemporaryDirectory(prefix="rnn-bench-xfer-") as tmpdir:
         tmp = Path(tmpdir)
         await asyncio.to_thread(_write_source, tmp / "src.bin", mb)
+        known = await asyncio.to_thread(hash_file, tmp / "src.bin")
         ours: list[float] = []
         bare: list[float] = []
         mem: list[int] = []
+        cpu_ours: list[float] = []
+        cpu_bare: list[float] = []
         for _ in range(runs):
-            rate, grew = await _transfer_once(size, datagram, tmp)
+            rate, grew, cpu = await _transfer_once(size, datagram, tmp, known)
             ours.append(rate)
             mem.append(grew)
+            cpu_ours.append(cpu)
+            cpu0, loop0 = time.process_time(), time.thread_time()
             bare.append(await bare_throughput(size, datagram))
+            print(f"    (bare round: event-loop thread CPU {time.thread_time() - loop0:.2f} s)")
+            cpu_bare.append(time.process_time() - cpu0)
     mo, mb_ = statistics.median(ours), statistics.median(bare)
     label = "default 1200 B" if datagram is None else f"{datagram} B"
     print(f"transfer {mb} MiB, datagrams {label}: driver median {mo / 1e6:.1f} MB/s "
@@ -215,6 +287,9 @@ async def bench_transfer(mb: int, runs: int, datagram: int | None) -> None:
           f"{[round(x / 1e6, 1) for x in bare]}, ratio {mo / mb_:.0%} (target >= 90%)")
     print(f"  driver RSS growth during transfer: median {statistics.median(mem) / 2**20:.1f} MiB "
           f"{[round(m / 2**20, 1) for m in mem]} for a {mb} MiB object")
+    print(f"  CPU seconds (all threads, both ends): driver median "
+          f"{statistics.median(cpu_ours):.2f} {[round(c, 2) for c in cpu_ours]}, bare median "
+          f"{statistics.median(cpu_bare):.2f} {[round(c, 2) for c in cpu_bare]}")
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -114,6 +115,11 @@ class JobResult:
     stdout_bytes: int
     stderr_bytes: int
     duration_s: float
+    # (phase, time.time()) marks of the run's steps, for the workflow benchmark's timeline
+    phases: tuple[tuple[str, float], ...] = ()
+    # sha256 of the stdout/stderr files, computed while they were written (no second pass)
+    stdout_sha256: bytes | None = None
+    stderr_sha256: bytes | None = None
 
 
 class Workspace:
@@ -237,6 +243,7 @@ class _StreamPump:
         self.on_output = on_output
         self.loop = loop
         self.counts = {1: 0, 2: 0}
+        self.hashes = {1: hashlib.sha256(), 2: hashlib.sha256()}
         self.truncated = False
 
     def _deliver(self, chunks: list[OutputChunk]) -> None:
@@ -270,6 +277,7 @@ class _StreamPump:
                         continue
                     self.counts[stream] += len(payload)
                     files[stream].write(payload)
+                    self.hashes[stream].update(payload)
                     if self.on_output is not None:
                         chunks.append(OutputChunk(names[stream], payload))
                 if chunks:
@@ -307,6 +315,10 @@ class DockerRuntime:
         self.policy = policy or ExecutorPolicy()
         self._client = client
         self._cancels: dict[str, tuple[asyncio.Event, list[str]]] = {}
+        # containers created ahead of their run (``prepare``), with what they were made for
+        self._prepared: dict[str, tuple[asyncio.Future[str], tuple[Any, ...]]] = {}
+        # removals that ``run(remove_later=True)`` left running in the background
+        self._removals: dict[str, asyncio.Future[None]] = {}
 
     @property
     def client(self) -> docker.DockerClient:
@@ -376,8 +388,8 @@ class DockerRuntime:
         return True
 
     # ------------------------------------------------------------ running
-    async def run(self, request: JobRequest) -> JobResult:
-        """Run a job to its end.  Raises ``JobRefused`` before anything starts if refused."""
+    def _limits(self, request: JobRequest) -> JobLimits:
+        """The job's limits after every check that needs no engine (``JobRefused`` if refused)."""
         service = request.service
         limits = decide(service, request.requester, self.policy, request.timeout_s,
                         overrides_command=request.command is not None)
@@ -388,6 +400,86 @@ class DockerRuntime:
                                    f"at {', '.join(unknown)}")
         if request.stdin is not None and not service.has_interface(InterfaceType.STDIN):
             raise ServiceError(f"service {service.name!r} has no STDIN interface")
+        return limits
+
+    @staticmethod
+    def _made_for(request: JobRequest, limits: JobLimits) -> tuple[Any, ...]:
+        """Everything a container's creation depends on: a prepared one is used only if equal."""
+        return (request.service, request.command, tuple(sorted(request.env.items())),
+                request.mounts, request.engine_logs, limits)
+
+    def prepare(self, request: JobRequest) -> None:
+        """Create the job's container now, ahead of ``run``, which then only starts it.
+
+        Why: creating a container is an engine round trip (15-40 ms, more under load) that
+        does not depend on the job's inputs, so an executor does it while the requester is
+        still placing the other jobs and the inputs are on their way.  ``run`` uses the
+        container only if the request it gets was made the same way (command, env, mounts,
+        log driver, limits); otherwise, or if the creation failed, it removes it and creates
+        anew.  ``discard_prepared`` removes one that will never run.  Raises like ``run``
+        for a request that would be refused.
+        """
+        limits = self._limits(request)
+        if request.job_id in self._prepared or request.job_id in self._cancels:
+            raise ServiceError(f"job {request.job_id!r} already has a container")
+        ws = self.workspace(request.job_id, request.service)
+        future = asyncio.ensure_future(asyncio.to_thread(self._create, request, limits, ws))
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())  # seen by run
+        self._prepared[request.job_id] = (future, self._made_for(request, limits))
+
+    async def discard_prepared(self, job_id: str) -> None:
+        """Remove the container ``prepare`` made for a job that will not run (no-op if none)."""
+        entry = self._prepared.pop(job_id, None)
+        if entry is None:
+            return
+        with contextlib.suppress(Exception):
+            container = await asyncio.shield(entry[0])
+            await asyncio.shield(asyncio.to_thread(self._remove, container))
+
+    async def wait_removed(self, job_id: str) -> None:
+        """Wait for the background removal of a job's container (``run(remove_later=True)``)."""
+        removal = self._removals.get(job_id)
+        if removal is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(removal)
+
+    async def drain(self) -> None:
+        """Remove every prepared container and finish every background removal (shutdown)."""
+        for job_id in list(self._prepared):
+            await self.discard_prepared(job_id)
+        for job_id in list(self._removals):
+            await self.wait_removed(job_id)
+
+    def _container_for(self, request: JobRequest, limits: JobLimits,
+                       ws: Workspace) -> asyncio.Future[str]:
+        """The prepared container if it fits this request, else a new one (a future)."""
+        entry = self._prepared.pop(request.job_id, None)
+        if entry is None:
+            return asyncio.ensure_future(asyncio.to_thread(self._create, request, limits, ws))
+        prepared, made_for = entry
+        fits = made_for == self._made_for(request, limits)
+
+        async def settle() -> str:
+            try:
+                container: str | None = await prepared
+            except Exception:  # noqa: BLE001 - a failed preparation is retried below
+                container = None
+            if container is not None and fits:
+                return container
+            if container is not None:
+                await asyncio.to_thread(self._remove, container)
+            return await asyncio.to_thread(self._create, request, limits, ws)
+
+        return asyncio.ensure_future(settle())
+
+    async def run(self, request: JobRequest, *, remove_later: bool = False) -> JobResult:
+        """Run a job to its end.  Raises ``JobRefused`` before anything starts if refused.
+
+        With ``remove_later`` the container's removal (an engine round trip) runs in the
+        background after the result is known; ``wait_removed`` waits for it.
+        """
+        service = request.service
+        limits = self._limits(request)
         if request.job_id in self._cancels:
             raise ServiceError(f"job {request.job_id!r} is already running")
         if len(self._cancels) >= self.policy.max_concurrent_jobs:
@@ -398,8 +490,9 @@ class DockerRuntime:
         self._cancels[request.job_id] = (cancel_event, [])
         container: str | None = None
         started = time.monotonic()
+        marks: list[tuple[str, float]] = [("begin", time.time())]
         try:
-            create = asyncio.ensure_future(asyncio.to_thread(self._create, request, limits, ws))
+            create = self._container_for(request, limits, ws)
             try:
                 container = await asyncio.shield(create)
             except asyncio.CancelledError:
@@ -408,11 +501,29 @@ class DockerRuntime:
                 with contextlib.suppress(Exception):
                     container = await asyncio.wait_for(create, 60)
                 raise
-            return await self._drive(request, limits, ws, container, cancel_event, started)
+            marks.append(("created", time.time()))
+            return await self._drive(request, limits, ws, container, cancel_event, started,
+                                     marks)
         finally:
             self._cancels.pop(request.job_id, None)
             if container is not None:
-                await asyncio.shield(asyncio.to_thread(self._remove, container))
+                removal = asyncio.ensure_future(asyncio.to_thread(self._remove, container))
+                if remove_later:
+                    self._track_removal(request.job_id, removal)
+                else:
+                    await asyncio.shield(removal)
+
+    def _track_removal(self, job_id: str, removal: asyncio.Future[None]) -> None:
+        self._removals[job_id] = removal
+
+        def forget(done: asyncio.Future[None]) -> None:
+            if self._removals.get(job_id) is done:
+                del self._removals[job_id]
+            if not done.cancelled() and done.exception() is not None:
+                log.error("removing the container of job %s failed: %s", job_id,
+                          done.exception())
+
+        removal.add_done_callback(forget)
 
     def _create(self, request: JobRequest, limits: JobLimits, ws: Workspace) -> str:
         """Create the container (not started); returns its id.
@@ -456,7 +567,8 @@ class DockerRuntime:
                                f"({exc.explanation})") from None
 
     async def _drive(self, request: JobRequest, limits: JobLimits, ws: Workspace, container: str,
-                     cancel_event: asyncio.Event, started: float) -> JobResult:
+                     cancel_event: asyncio.Event, started: float,
+                     marks: list[tuple[str, float]]) -> JobResult:
         loop = asyncio.get_running_loop()
         try:
             raw = await asyncio.to_thread(
@@ -466,8 +578,10 @@ class DockerRuntime:
             raise ServiceError(f"job {request.job_id}: cannot attach to its container "
                                f"({exc.explanation})") from None
         sock: socket.socket = getattr(raw, "_sock", raw)
+        marks.append(("attached", time.time()))
         pump = _StreamPump(sock, ws, self.policy.max_output_bytes, request.on_output, loop)
         ended_by: JobOutcome | None = None
+        drained = False  # the reader saw the end of the streams: its hashes cover the files
         start_error: str | None = None
         try:
             reader = _in_thread(pump.run, f"job-{request.job_id}-out")
@@ -475,6 +589,7 @@ class DockerRuntime:
                 await asyncio.to_thread(self.client.api.start, container)
             except docker.errors.APIError as exc:  # e.g. the command does not exist
                 start_error = str(exc.explanation or exc)
+            marks.append(("started", time.time()))
             if start_error is None:
                 feeder = _in_thread(lambda: _feed_stdin(sock, request.stdin),
                                     f"job-{request.job_id}-in")
@@ -491,17 +606,21 @@ class DockerRuntime:
                                 else JobOutcome.TIMED_OUT)
                     await asyncio.to_thread(self._kill, container)
                     await asyncio.wait_for(asyncio.shield(waiter), 30)
+                marks.append(("exited", time.time()))
                 # The stream ends when the container's stdout/stderr close; let it drain.
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(asyncio.shield(reader), 30)
+                    drained = reader.exception() is None
                 with contextlib.suppress(asyncio.TimeoutError, OSError):
                     await asyncio.wait_for(asyncio.shield(feeder), 5)
+                marks.append(("drained", time.time()))
         finally:
             with contextlib.suppress(OSError):
                 sock.close()
             with contextlib.suppress(Exception):
                 raw.close()
         state = (await asyncio.to_thread(self._inspect, container)).get("State", {})
+        marks.append(("inspected", time.time()))
         logs_path = None
         if request.engine_logs:
             logs_path = ws.logs_path
@@ -519,7 +638,9 @@ class DockerRuntime:
         return JobResult(request.job_id, outcome, explanation,
                          exit_code if isinstance(exit_code, int) else None,
                          ws.stdout_path, ws.stderr_path, logs_path, outputs,
-                         pump.counts[1], pump.counts[2], time.monotonic() - started)
+                         pump.counts[1], pump.counts[2], time.monotonic() - started,
+                         tuple(marks), pump.hashes[1].digest() if drained else None,
+                         pump.hashes[2].digest() if drained else None)
 
     def _classify(self, ended_by: JobOutcome | None, state: Mapping[str, Any], limits: JobLimits,
                   request: JobRequest) -> tuple[JobOutcome, str]:

@@ -83,7 +83,38 @@ Connect = Callable[[PeerId], Awaitable[PeerConnection]]
 GetService = Callable[[str], Awaitable[Service]]
 STDIN_FILE = "stdin.in"
 MAX_LOG_LINE = 4096
+LIVE_BURST = 2000
+"""Live log lines a job may stream at once; then ``LIVE_PER_S`` a second (a token bucket)."""
+LIVE_PER_S = 500.0
+"""Why a budget: every live line costs the requester (decode, a log record, an event) on the
+path of the job's own reports; a job printing 20 000 lines in 40 ms cost ~200 ms of the
+requester's CPU per job (docs/perf/workflow_orchestration.md).  The requester keeps only the
+last 5 000 lines of a run anyway; the job's full STDOUT/STDERR are its outputs."""
+LOG_BATCH = 2000
+LOG_BATCH_CHARS = 512 * 1024  # far below the transport's 4 MiB message limit
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass(slots=True)
+class LiveBudget:
+    """A token bucket of live log lines for one job: ``burst`` at once, then ``per_s``."""
+
+    burst: int = LIVE_BURST
+    per_s: float = LIVE_PER_S
+    tokens: float = LIVE_BURST
+    at: float | None = None
+
+    def refill(self, now: float) -> float:
+        if self.at is not None:
+            self.tokens = min(float(self.burst), self.tokens + (now - self.at) * self.per_s)
+        self.at = now
+        return self.tokens
+
+    def take(self, wanted: int, now: float) -> int:
+        """How many of ``wanted`` lines may go now (the rest are to be counted, not sent)."""
+        allowed = max(0, min(wanted, int(self.refill(now))))
+        self.tokens -= allowed
+        return allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +154,13 @@ class _Held:
     hash_only: tuple[str, ...] = ()            # outputs to sign though no route ships them
     live: dict[int, tuple[StreamSource, asyncio.Future[SendOutcome]]] = field(
         default_factory=dict)                  # streamed outputs being sent, by connection
+    marks: list[tuple[str, float]] = field(default_factory=list)
+    budget: LiveBudget = field(default_factory=LiveBudget)  # live log lines allowed
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def mark(self, phase: str) -> None:
+        """Time a step of the job (logged once per job: the benchmark's timeline)."""
+        self.marks.append((phase, time.time()))
 
     @property
     def job_id(self) -> str:
@@ -139,6 +177,11 @@ def _with_mounts(service: Service, mounts: tuple[tuple[str, MountDirection], ...
     extra = tuple(Interface(InterfaceType.MOUNT, path, direction)
                   for path, direction in mounts if path not in have)
     return replace(service, interfaces=service.interfaces + extra) if extra else service
+
+
+def _hashed(path: Path, size: int, sha256: bytes | None) -> tuple[Path, int, str]:
+    """An output entry; without a hash ``_collect_outputs`` hashes the file."""
+    return (path, size, sha256.hex()) if sha256 is not None else (path, 0, "")
 
 
 def _mount_target(ws: Workspace, key: str, file: str | None) -> tuple[Path, str, MountDirection]:
@@ -192,6 +235,7 @@ class ExecutorService:
         await self.tasks.shutdown()  # run tasks end here: their containers are removed
         for job_id in dropped:  # the delayed discards were cancelled with the tasks
             await asyncio.to_thread(self.runtime.discard_workspace, job_id)
+        await self.runtime.drain()  # prepared containers, background removals
 
     @property
     def held_count(self) -> int:
@@ -216,6 +260,7 @@ class ExecutorService:
             if held.state != "accepted":
                 return WfReply()  # a repeated start (requester restarted): already running
             held.state = "running"
+            held.mark("start")
             held.routes = cmd.outputs
             held.streamed_in = frozenset(r.connection for r in cmd.inputs if r.stream)
             held.hash_only = cmd.hash_only
@@ -273,7 +318,9 @@ class ExecutorService:
             return refuse(f"cannot prepare a workspace: {exc}")
         held = _Held(requester, cmd, service, ws, resume=resume)
         self._held[(cmd.run_id, cmd.job)] = held
+        held.mark("accepted")
         await self._record(held)  # accepted only once the journal knows it
+        self._prepare(held)
         log.info("accepted job %s of run %s from %s (service %s)", cmd.job, cmd.run_id,
                  requester.short, service.name)
         return wm.JobAccepted(cmd.run_id, cmd.job, cmd.attempt)
@@ -316,7 +363,7 @@ class ExecutorService:
             return Landing(root, name, self.policy.max_output_bytes, done)
         return Landing(root, name, self.policy.max_output_bytes, done,
                        on_failed=lambda reason: self._stream_failed(held, feed, reason),
-                       on_progress=feed.progress)
+                       on_progress=feed.progress, live=True)
 
     def _stream_failed(self, held: _Held, feed: StdinFeed, reason: str) -> None:
         """A streamed input broke (its producer failed or vanished): stop this attempt."""
@@ -373,8 +420,11 @@ class ExecutorService:
             await running
         if held.state == "cancelled":
             return
+        if code != 0:
+            await self.runtime.wait_removed(held.job_id)
         if code == 0:
             reason = await self._collect_outputs(held)
+            held.mark("hashed")
             if reason:
                 code = 125
             elif held.resume and not held.reused and held.service.kind is not ServiceKind.DATA:
@@ -387,17 +437,20 @@ class ExecutorService:
         finally:
             await exited
 
-    async def _run_container(self, held: _Held) -> tuple[int, str]:
+    def _job_request(self, held: _Held, *, running: bool) -> JobRequest:
+        """The runtime's request for a held job (``running``: with its stdin and routing)."""
         req = held.request
         stdin_path = held.workspace.root / "stdin" / STDIN_FILE
         stdin: Path | Iterator[bytes] | None = stdin_path if stdin_path.is_file() else None
-        if held.streamed_in:
+        if not running:
+            stdin = None  # a container prepared ahead gets its stdin when it runs
+        elif held.streamed_in:
             if held.feed is None:  # nothing offered yet: the producer's offer is on its way
                 root = held.workspace.root / "stdin"
                 root.mkdir(mode=0o700, parents=True, exist_ok=True)
                 held.feed = StdinFeed(root / f"{STDIN_FILE}.part", root / STDIN_FILE)
             stdin = held.feed.chunks()
-        request = JobRequest(
+        return JobRequest(
             job_id=held.job_id, service=held.service, requester=held.requester,
             stdin=stdin,
             command=req.args or None, env=dict(req.env),
@@ -405,18 +458,39 @@ class ExecutorService:
             # engine logs (timestamped, json-file driver) only when a route ships LOGS: that
             # driver throttles small lines, so it stays off for every other job
             engine_logs=any(r.source == "LOGS" for r in held.routes),
-            on_output=lambda chunk: self._forward_output(held, chunk))
+            on_output=(lambda chunk: self._forward_output(held, chunk)) if running else None)
+
+    def _prepare(self, held: _Held) -> None:
+        """Create the container of an accepted job now, while the run is still being placed
+        and its inputs travel, so that only ``start`` is left on the job's critical path."""
+        if held.service.kind is ServiceKind.DATA or held.resume:
+            return  # no container, or maybe none (a resumed job may reuse cached outputs)
         try:
-            result = await self.runtime.run(request)
+            self.runtime.prepare(self._job_request(held, running=False))
+        except (RnnError, JobRefused) as exc:  # run() will say it again, to the requester
+            log.info("job %s: container not prepared ahead: %s", held.request.job, exc)
+
+    async def _run_container(self, held: _Held) -> tuple[int, str]:
+        request = self._job_request(held, running=True)
+        try:
+            # the container is removed in the background: outputs are hashed and shipped
+            # meanwhile, and OutputsDelivered waits for the removal (no container outlives
+            # the job's report)
+            result = await self.runtime.run(request, remove_later=True)
         except JobRefused as exc:
             return 125, f"refused at start: {exc.reason}"
         except RnnError as exc:
             return 125, str(exc)
+        held.marks.extend(result.phases)
+        held.mark("run_returned")
         self._flush_partial(held)
         if held.feed is not None and held.feed.failed and result.outcome is not JobOutcome.COMPLETED:
             return 125, f"streamed input failed: {held.feed.failed}"
-        held.outputs["STDOUT"] = (result.stdout_path, 0, "")
-        held.outputs["STDERR"] = (result.stderr_path, 0, "")
+        # hashed by the runtime while the job wrote them: no second pass over the files
+        held.outputs["STDOUT"] = _hashed(result.stdout_path, result.stdout_bytes,
+                                         result.stdout_sha256)
+        held.outputs["STDERR"] = _hashed(result.stderr_path, result.stderr_bytes,
+                                         result.stderr_sha256)
         if result.logs_path is not None:
             held.outputs["LOGS"] = (result.logs_path, 0, "")
         if result.outcome is JobOutcome.COMPLETED:
@@ -519,6 +593,7 @@ class ExecutorService:
             exit_code=code, started_ms=int(started * 1000), ended_ms=int(time.time() * 1000),
             params_sha256=params_digest(req.env, req.args))
         signed = sign_receipt(self.identity, receipt)
+        held.mark("signed")
 
         async def send_receipt() -> None:
             with contextlib.suppress(RnnError):
@@ -527,6 +602,7 @@ class ExecutorService:
 
         await asyncio.gather(send_receipt(), self._report(
             held, wm.JobExited(req.run_id, req.job, req.attempt, code, reason)))
+        held.mark("exit_reported")
 
     async def _deliver(self, held: _Held, routes: tuple[wm.OutputRoute, ...],
                        delivery: int, after: asyncio.Future[None] | None = None) -> None:
@@ -549,6 +625,7 @@ class ExecutorService:
                 source_job=req.job, attempt=req.attempt, connection=route.connection,
                 target_job=route.target_job, target=route.target,
                 known=(size, bytes.fromhex(sha)))
+            held.mark(f"sent{route.connection}")
             return None if outcome.ok else (route.connection, outcome.reason)
 
         results = await asyncio.gather(*(one(r) for r in routes))
@@ -557,11 +634,16 @@ class ExecutorService:
                         for s, (_p, size, sha) in sorted(held.outputs.items()))
         if after is not None:
             await asyncio.shield(after)
+        await self.runtime.wait_removed(held.job_id)
         if held.state != "cancelled":
             held.state = "done"
             self._record(held)
         await self._report(held, wm.OutputsDelivered(req.run_id, req.job, req.attempt, delivery,
                                                      digests, failed))
+        held.mark("delivered_reported")
+        if delivery == 0:
+            log.info("job %s of run %s phases: %s", req.job, req.run_id,
+                     " ".join(f"{phase}={at:.4f}" for phase, at in held.marks))
 
     # ------------------------------------------------------------------ reporting
     async def _report(self, held: _Held, report: wm.Report, tries: int = 4) -> None:
@@ -580,33 +662,73 @@ class ExecutorService:
             await asyncio.sleep(min(8.0, 1.0 * 2 ** attempt))
 
     def _forward_output(self, held: _Held, chunk: OutputChunk) -> None:
-        """Live log lines to the requester (one-way, batched per read from the container)."""
+        """Live log lines to the requester (one-way, batched per read from the container),
+        within the job's live budget (``LIVE_BURST``, ``LIVE_PER_S``); lines over it are
+        counted, not decoded, and a ``[rnn]`` line says how many were not streamed."""
         for route in held.routes:
             live = held.live.get(route.connection)
             if live is not None and route.source == chunk.stream.upper():
                 live[0].feed(chunk.data)
-        text = held.partial.get(chunk.stream, "") + chunk.data.decode("utf-8", "replace")
+        now = time.monotonic()
+        stream, data = chunk.stream, chunk.data
+        if held.budget.refill(now) < 1:
+            newlines = data.count(b"\n")
+            if newlines:
+                held.skipped[stream] = held.skipped.get(stream, 0) + newlines
+                tail = data[data.rfind(b"\n") + 1:]
+                held.partial[stream] = tail[-MAX_LOG_LINE:].decode("utf-8", "replace")
+            else:
+                rest = held.partial.get(stream, "") + data.decode("utf-8", "replace")
+                held.partial[stream] = rest[-MAX_LOG_LINE:]
+            return
+        text = held.partial.get(stream, "") + data.decode("utf-8", "replace")
         lines = text.split("\n")
-        held.partial[chunk.stream] = lines.pop()[-MAX_LOG_LINE:]
-        self._send_lines(held, chunk.stream, lines)
+        held.partial[stream] = lines.pop()[-MAX_LOG_LINE:]
+        allowed = held.budget.take(len(lines), now)
+        if allowed < len(lines):
+            held.skipped[stream] = held.skipped.get(stream, 0) + len(lines) - allowed
+            del lines[allowed:]
+        self._send_lines(held, stream, self._skip_note(held, stream) + lines)
+
+    @staticmethod
+    def _skip_note(held: _Held, stream: str) -> list[str]:
+        skipped = held.skipped.pop(stream, 0)
+        if not skipped:
+            return []
+        return [f"[rnn] {skipped} lines of {stream} were not streamed live (over "
+                f"{LIVE_BURST} lines at once or {LIVE_PER_S:g}/s); the job's {stream.upper()} "
+                f"output has them all"]
 
     def _flush_partial(self, held: _Held) -> None:
-        for stream, rest in held.partial.items():
-            if rest:
-                self._send_lines(held, stream, [rest])
+        for stream in sorted(set(held.partial) | set(held.skipped)):
+            rest = held.partial.get(stream, "")
+            self._send_lines(held, stream, ([rest] if rest else []) + self._skip_note(held, stream))
         held.partial.clear()
 
     def _send_lines(self, held: _Held, stream: str, lines: list[str]) -> None:
         if not lines:
             return
-        req = held.request
         # streamed jobs talk to a requester we are connected to; never block the job on it
         for connection in self._open_connections(held.requester):
-            for start in range(0, len(lines), 500):
-                batch = tuple(line[:MAX_LOG_LINE] for line in lines[start:start + 500])
-                with contextlib.suppress(RnnError):
-                    connection.send(WfLog(req.run_id, req.job, req.attempt, stream.upper(), batch))
+            batch: list[str] = []
+            size = 0
+            for line in lines:
+                line = line[:MAX_LOG_LINE]
+                batch.append(line)
+                size += len(line) + 1
+                if len(batch) >= LOG_BATCH or size >= LOG_BATCH_CHARS:
+                    self._send_log(connection, held, stream, batch)
+                    batch, size = [], 0
+            if batch:
+                self._send_log(connection, held, stream, batch)
             return
+
+    @staticmethod
+    def _send_log(connection: PeerConnection, held: _Held, stream: str,
+                  lines: list[str]) -> None:
+        req = held.request
+        with contextlib.suppress(RnnError):
+            connection.send(WfLog(req.run_id, req.job, req.attempt, stream.upper(), tuple(lines)))
 
     def _open_connections(self, peer: PeerId) -> list[PeerConnection]:
         conn = self.existing(peer)
@@ -645,6 +767,7 @@ class ExecutorService:
             await self.runtime.cancel(held.job_id, reason)
             self.tasks.spawn(f"discard:{held.job_id}", self._discard_later(held), replace=True)
         else:
+            await self.runtime.discard_prepared(held.job_id)
             await asyncio.to_thread(self.runtime.discard_workspace, held.job_id)
         log.info("dropped job %s of run %s: %s", held.request.job, held.request.run_id, reason)
 

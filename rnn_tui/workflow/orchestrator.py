@@ -358,15 +358,27 @@ class Orchestrator:
             problem = "receipt names another requester"
         elif receipt.attempt != record.attempt:
             problem = f"receipt is for attempt {receipt.attempt}, not {record.attempt}"
-        await self.persistence.save_receipt(signed, not problem)
         if problem:
+            await self.persistence.save_receipt(signed, False)
             if record is not None:
                 handle.scheduler.report_failure(receipt.job, receipt.attempt, problem,
                                                 self.clock())
                 self._pump(handle)
             raise WorkflowError(problem)
         handle.receipts[(receipt.job, receipt.attempt)] = signed
+        # a good receipt is kept in memory (the checks above and OutputsDelivered use that)
+        # and stored in the background: the store's queue is off the job's critical path.
+        # A crash before the write lands loses it, and restore then fails that attempt for
+        # want of a receipt: the job runs again; nothing wrong is ever accepted.
+        self.tasks.spawn(f"receipt:{receipt.run_id}:{receipt.job}:{receipt.attempt}",
+                         self._save_receipt(signed), replace=True)
         return WfReply()
+
+    async def _save_receipt(self, signed: SignedReceipt) -> None:
+        try:
+            await self.persistence.save_receipt(signed, True)
+        except RnnError as exc:
+            log.error("cannot save the receipt of job %s: %s", signed.receipt.job, exc)
 
     def _receipt_problem(self, peer: PeerId, body: bytes, why: str) -> None:
         """A receipt that does not verify fails the attempt it claims to be about."""

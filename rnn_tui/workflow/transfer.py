@@ -39,6 +39,7 @@ import hashlib
 import os
 import posixpath
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -119,10 +120,15 @@ TransferMessage = Offer | ResumeFrom | Chunk | Ack | End | Completed | Aborted
 
 @dataclass(frozen=True, slots=True)
 class WriteChunk:
-    """Receiver: write ``data`` at ``offset`` of the partial file (before sending acks)."""
+    """Receiver: write ``data`` at ``offset`` of the partial file (before sending acks).
+
+    ``sha256`` is the chunk's verified hash: a driver keeps it next to the partial file so
+    that :func:`resume_state` can re-verify every chunk on disk after a crash.
+    """
 
     offset: int
     data: bytes
+    sha256: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,14 +262,25 @@ class TransferSender(_Machine):
             return 0
         return max(0, self.window * self.chunk_size - self.held_bytes)
 
-    def push(self, data: bytes) -> None:
-        """Append source bytes (at most ``wants_data()``)."""
+    def push(self, data: bytes, digests: Sequence[bytes] | None = None) -> None:
+        """Append source bytes (at most ``wants_data()``).
+
+        ``digests``: the sha256 of each whole ``chunk_size`` piece of ``data``, computed by
+        the driver (off its event loop: hashing is most of a transfer's CPU).  Used only when
+        ``data`` starts on a chunk boundary; otherwise the chunks are hashed here.
+        """
         if self._eof:
             raise LocalProtocolError("push() after finish()")
         if len(data) > self.wants_data():
             raise LocalProtocolError("push() beyond wants_data(): the window bounds memory")
         if self._hasher is not None:
             self._hasher.update(data)
+        size = self.chunk_size
+        if digests is not None and not self._partial and len(digests) >= len(data) // size:
+            whole = len(data) // size
+            for i in range(whole):
+                self._make_chunk(data[i * size:(i + 1) * size], digests[i])
+            data = data[whole * size:]
         self._partial += data
         while len(self._partial) >= self.chunk_size:
             self._make_chunk(bytes(self._partial[:self.chunk_size]))
@@ -355,8 +372,9 @@ class TransferSender(_Machine):
             self._held.popleft()
         self._acked = max(self._acked, index)
 
-    def _make_chunk(self, data: bytes) -> None:
-        chunk = Chunk(self.transfer_id, self._next_index, hashlib.sha256(data).digest(), data)
+    def _make_chunk(self, data: bytes, digest: bytes | None = None) -> None:
+        digest = hashlib.sha256(data).digest() if digest is None else digest
+        chunk = Chunk(self.transfer_id, self._next_index, digest, data)
         self._held.append(chunk)
         self._next_index += 1
         self._made += len(data)
@@ -393,11 +411,17 @@ class TransferReceiver(_Machine):
     ``resume`` is ``(verified_chunks, hasher_over_them)`` from :func:`resume_state` after a
     restart.  ``expected_sha256`` (from the routing or a receipt) is checked at the end too.
     Acks go every ``window // 2`` chunks, so a sender with a full window always gets one.
+
+    Hashing by the driver: ``receive`` takes the sha256 of a ``Chunk``'s data if the driver
+    already has it; with ``driver_hashes=True`` the driver keeps the whole-object hash (it
+    feeds it while writing the WriteChunk events, in a worker thread) and gives it with
+    ``End``.  The checks are the same; only who runs sha256 changes.
     """
 
     def __init__(self, transfer_id: str, *, max_size: int, expected_name: str | None = None,
                  expected_sha256: bytes | None = None,
-                 resume: tuple[int, hashlib._Hash] | None = None) -> None:
+                 resume: tuple[int, hashlib._Hash] | None = None,
+                 driver_hashes: bool = False) -> None:
         super().__init__(transfer_id, TransferState.WAITING)
         self.max_size = max_size
         self.expected_name = expected_name
@@ -408,6 +432,7 @@ class TransferReceiver(_Machine):
         self._verified, self._hasher = resume if resume else (0, hashlib.sha256())
         self._bytes: int | None = None   # known at the first offer (resume has full chunks)
         self._short_seen = False
+        self.driver_hashes = driver_hashes
 
     @property
     def verified_chunks(self) -> int:
@@ -418,15 +443,18 @@ class TransferReceiver(_Machine):
             self.state = TransferState.WAITING
             self._outbox.clear()
 
-    def receive(self, message: TransferMessage) -> None:
+    def receive(self, message: TransferMessage, digest: bytes | None = None) -> None:
+        """``digest``: with ``driver_hashes``, the driver's sha256 for a Chunk or an End."""
         if self._foreign(message):
             return
         if isinstance(message, Offer):
             self._on_offer(message)
+        elif isinstance(message, End) and self.driver_hashes and digest is None:
+            self.abort("the driver gave no whole-object digest with End (a driver bug)")
         elif isinstance(message, Chunk):
-            self._on_chunk(message)
+            self._on_chunk(message, digest)
         elif isinstance(message, End):
-            self._on_end(message)
+            self._on_end(message, digest)
         else:
             self.abort(f"a receiver does not accept {type(message).__name__}")
 
@@ -455,7 +483,7 @@ class TransferReceiver(_Machine):
         self.state = TransferState.RECEIVING
         self._outbox.append(ResumeFrom(self.transfer_id, self._verified))
 
-    def _on_chunk(self, chunk: Chunk) -> None:
+    def _on_chunk(self, chunk: Chunk, digest: bytes | None) -> None:
         if self.state is not TransferState.RECEIVING or self._bytes is None:
             self.abort(f"chunk {chunk.index} before an offer")
             return
@@ -464,7 +492,8 @@ class TransferReceiver(_Machine):
         if chunk.index > self._verified:
             self.abort(f"chunk {chunk.index} arrived, expected {self._verified}")
             return
-        if hashlib.sha256(chunk.data).digest() != chunk.sha256:
+        actual = hashlib.sha256(chunk.data).digest() if digest is None else digest
+        if actual != chunk.sha256:
             self.abort(f"chunk {chunk.index} hash mismatch")
             return
         if len(chunk.data) > self.chunk_size or self._short_seen or not chunk.data:
@@ -474,18 +503,19 @@ class TransferReceiver(_Machine):
             self.abort(f"object exceeds the limit of {self.max_size} bytes")
             return
         self._short_seen = len(chunk.data) < self.chunk_size
-        self._events.append(WriteChunk(self._bytes, chunk.data))
-        self._hasher.update(chunk.data)
+        self._events.append(WriteChunk(self._bytes, chunk.data, actual))
+        if not self.driver_hashes:
+            self._hasher.update(chunk.data)
         self._bytes += len(chunk.data)
         self._verified += 1
         if self._verified % self.ack_every == 0:
             self._outbox.append(Ack(self.transfer_id, self._verified))
 
-    def _on_end(self, end: End) -> None:
+    def _on_end(self, end: End, whole: bytes | None) -> None:
         if self.state is not TransferState.RECEIVING or self._bytes is None:
             self.abort("End before an offer")
             return
-        digest = self._hasher.digest()
+        digest = self._hasher.digest() if whole is None else whole
         if end.chunks != self._verified or end.size != self._bytes:
             self.abort(f"End says {end.chunks} chunks / {end.size} bytes, received "
                        f"{self._verified} / {self._bytes}")
@@ -561,23 +591,46 @@ def hash_file(path: Path, block: int = DEFAULT_CHUNK_SIZE) -> tuple[int, bytes]:
     return size, hasher.digest()
 
 
-def resume_state(path: Path, chunk_size: int) -> tuple[int, hashlib._Hash]:
+SUMS_SUFFIX = ".sums"
+"""``NAME.part.sums``: the sha256 of each chunk written to ``NAME.part``, 32 bytes each."""
+
+
+def resume_state(path: Path, chunk_size: int,
+                 sums: Path | None = None) -> tuple[int, hashlib._Hash]:
     """For a receiver restarting on a partial file: (complete chunks, hasher over them).
 
     A torn last chunk (the process died mid-write) is cut off; those bytes come again.
+    With ``sums`` (the chunk hashes the driver recorded as it wrote), every chunk on disk is
+    re-verified and the file is cut at the first chunk that is missing, torn or differs
+    from its recorded hash: chunks are not fsynced one by one, so after a power loss the
+    file may hold less (or zeros) where a chunk was acknowledged, and only what verifies
+    counts.  Without a ``sums`` file (``sums`` given but absent) nothing counts.
     """
     hasher = hashlib.sha256()
     try:
         size = path.stat().st_size
     except FileNotFoundError:
         return 0, hasher
+    recorded: bytes | None = None
+    if sums is not None:
+        try:
+            recorded = sums.read_bytes()
+        except FileNotFoundError:
+            recorded = b""
     chunks = size // chunk_size
-    keep = chunks * chunk_size
+    if recorded is not None:
+        chunks = min(chunks, len(recorded) // 32)
+    kept = 0
     with open(path, "r+b") as handle:
-        handle.truncate(keep)
-        remaining = keep
-        while remaining:
-            data = handle.read(min(remaining, DEFAULT_CHUNK_SIZE))
+        while kept < chunks:
+            data = handle.read(chunk_size)
+            if recorded is not None and \
+                    hashlib.sha256(data).digest() != recorded[kept * 32:kept * 32 + 32]:
+                break
             hasher.update(data)
-            remaining -= len(data)
-    return chunks, hasher
+            kept += 1
+        handle.truncate(kept * chunk_size)
+    if sums is not None and recorded is not None and len(recorded) != kept * 32:
+        with open(sums, "r+b") as handle:
+            handle.truncate(kept * 32)
+    return kept, hasher

@@ -28,9 +28,10 @@ import hashlib
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from rnn_tui.errors import RnnError, WorkflowError
 from rnn_tui.identity.keys import PeerId
@@ -46,10 +47,13 @@ log = logging.getLogger(__name__)
 
 CHUNK_SIZE = 256 * 1024
 """256 KiB: the transport's stream credit (16 chunks) then buffers at most 4 MiB per pull."""
+WRITE_BATCH = 4
+"""Verified chunks handed to the receiving worker thread at once (and before every Ack)."""
 WINDOW = 32
 """The sender holds at most 32 chunks (8 MiB); 16 measured 71 % of bare QUIC with 16 KiB
 datagrams, 32 reaches parity (docs/perf/workflow_orchestration.md)."""
 Connect = Callable[[PeerId], Awaitable[PeerConnection]]
+_T = TypeVar("_T")
 
 
 def transfer_id_for(*parts: object) -> str:
@@ -68,6 +72,9 @@ class Landing:
     on_failed: Callable[[str], None] = lambda reason: None
     on_progress: Callable[[int], None] = lambda verified_bytes: None
     """Called after each verified chunk is written: bytes from the start now on disk."""
+    live: bool = False
+    """A consumer reads the partial file while it lands (a streamed pipe): each verified
+    chunk is written at once and reported through ``on_progress``, not batched."""
 
 
 @dataclass(eq=False, slots=True)
@@ -126,12 +133,40 @@ class _Outgoing:
 
 @dataclass(eq=False, slots=True)
 class _Incoming:
+    """One transfer being received.  ``worker`` (one thread, so in order) writes verified
+    chunks and feeds the whole-object hash with them: sha256 and pwrite release the GIL, so
+    this runs on another core while the event loop does QUIC.  Chunks are handed over in
+    batches (``WRITE_BATCH``): each hand-over costs the loop a thread wake-up.  ``written``
+    is the last batch queued."""
+
     receiver: tc.TransferReceiver
     landing: Landing
     peer: PeerId
     fd: int
     part: str
+    hasher: Any
+    worker: ThreadPoolExecutor
+    sums_fd: int
     connection: PeerConnection | None = None
+    written: asyncio.Future[None] | None = None
+    batch: list[tc.WriteChunk] = field(default_factory=list)  # verified, not yet queued
+    closed: bool = False   # set by the worker: the fd is closed
+    shut: bool = False     # set on the loop: no more work for the worker
+
+    def run(self, fn: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
+        if self.shut:
+            raise WorkflowError(f"transfer {self.receiver.transfer_id[:8]} was closed")
+        return asyncio.get_running_loop().run_in_executor(self.worker, fn, *args)
+
+
+def _read_chunks(fd: int, offset: int, size: int, chunk_size: int) -> tuple[bytes, list[bytes]]:
+    """Read ``size`` bytes at ``offset`` and hash each whole chunk (a worker thread)."""
+    data = os.pread(fd, size, offset)
+    view = memoryview(data)
+    digests = [hashlib.sha256(view[i:i + chunk_size]).digest()
+               for i in range(0, len(data) - chunk_size + 1, chunk_size)]
+    view.release()
+    return data, digests
 
 
 Accept = Callable[[PeerId, XferOffer], Awaitable[Landing]]
@@ -320,11 +355,16 @@ class TransferService:
                 if offset >= out.size:
                     sender.finish()
                     break
-                data = os.pread(out.fd, min(want, self.chunk_size * 4, out.size - offset), offset)
+                # read and hash in a thread: the loop keeps moving QUIC meanwhile
+                data, digests = await asyncio.to_thread(
+                    _read_chunks, out.fd, offset, min(want, self.chunk_size * 4,
+                                                      out.size - offset), self.chunk_size)
+                if sender.finished or sender.read_offset != offset:
+                    break  # a resume moved the read point while we read: read again
                 if not data:
                     sender.abort(f"source shrank to {offset} bytes while sending")
                     break
-                sender.push(data)
+                sender.push(data[:sender.wants_data()], digests)
             if out.source is None and sender.read_offset >= out.size and not sender.finished:
                 sender.finish()  # idempotent; cuts the last short chunk and queues End
             pending = sender.messages_to_send()
@@ -380,14 +420,20 @@ class TransferService:
             part = landing.name + ".part"
             try:
                 path = tc.confine_path(landing.root, part)
-                resume = await asyncio.to_thread(tc.resume_state, path, msg.offer.chunk_size) \
-                    if path.exists() else None
+                sums = tc.confine_path(landing.root, part + tc.SUMS_SUFFIX)
+                resume = await asyncio.to_thread(tc.resume_state, path, msg.offer.chunk_size,
+                                                 sums) if path.exists() else None
                 fd = tc.open_destination(landing.root, part)
+                sums_fd = tc.open_destination(landing.root, part + tc.SUMS_SUFFIX)
             except (RnnError, OSError) as exc:
                 return XferControl(tc.Aborted(tid, f"refused: {exc}"))
             receiver = tc.TransferReceiver(tid, max_size=landing.max_size,
-                                           expected_sha256=msg.sha256 or None, resume=resume)
-            inc = _Incoming(receiver, landing, conn.peer_id, fd, part)
+                                           expected_sha256=msg.sha256 or None, resume=resume,
+                                           driver_hashes=True)
+            inc = _Incoming(receiver, landing, conn.peer_id, fd, part,
+                            resume[1] if resume else hashlib.sha256(),
+                            ThreadPoolExecutor(1, thread_name_prefix=f"xfer-{tid[:8]}"),
+                            sums_fd)
             self._incoming[tid] = inc
         elif inc.receiver.finished:
             return XferControl(tc.Aborted(tid, f"transfer already {inc.receiver.state.value}"))
@@ -396,7 +442,7 @@ class TransferService:
         inc.connection = conn
         inc.receiver.receive(msg.offer)
         replies = inc.receiver.messages_to_send()
-        self._drain_events(inc)
+        await self._drain_events(inc)
         if inc.receiver.finished:
             self._close_incoming(inc)
         else:
@@ -413,10 +459,15 @@ class TransferService:
                         self.chunks_received += 1
                         receiver.receive(item.chunk)
                     elif isinstance(item, XferControl):
-                        receiver.receive(item.message)
-                    self._drain_events(inc)  # write before acknowledging
+                        if isinstance(item.message, tc.End):
+                            await self._written(inc)  # every verified chunk is hashed
+                            receiver.receive(item.message, inc.hasher.digest())
+                        else:
+                            receiver.receive(item.message)
+                    await self._drain_events(inc)
                     for message in receiver.messages_to_send():
                         if isinstance(message, tc.Ack):
+                            await self._written(inc)  # write before acknowledging
                             conn.send(XferControl(message))
                         else:
                             await conn.request(XferControl(message), timeout=15.0)
@@ -431,34 +482,88 @@ class TransferService:
             for message in receiver.messages_to_send():
                 with contextlib.suppress(RnnError):
                     await conn.request(XferControl(message), timeout=15.0)
-            self._drain_events(inc)
+            await self._drain_events(inc)
             self._close_incoming(inc)
 
-    def _drain_events(self, inc: _Incoming) -> None:
+    async def _drain_events(self, inc: _Incoming) -> None:
         while (event := inc.receiver.next_event()) is not None:
             if isinstance(event, tc.WriteChunk):
-                os.pwrite(inc.fd, event.data, event.offset)
-                inc.landing.on_progress(event.offset + len(event.data))
+                inc.batch.append(event)
+                if len(inc.batch) >= WRITE_BATCH or inc.landing.live:
+                    self._queue_writes(inc)
             elif isinstance(event, tc.TransferCompleted):
-                self._land(inc, event)
+                await self._written(inc)
+                await inc.run(self._land, inc)
+                inc.landing.on_done(event.size, event.sha256.hex())
             elif isinstance(event, tc.TransferFailed):
                 inc.landing.on_failed(event.reason)
 
-    def _land(self, inc: _Incoming, event: tc.TransferCompleted) -> None:
+    @staticmethod
+    def _queue_writes(inc: _Incoming) -> None:
+        if inc.batch:
+            last = inc.batch[-1]
+            inc.written = written = inc.run(TransferService._write, inc, inc.batch)
+            inc.batch = []
+            if inc.landing.live:
+                # a streamed pipe's reader follows the partial file: tell it once the
+                # worker has written (the callback runs on the loop, not in the worker)
+                end = last.offset + len(last.data)
+                written.add_done_callback(
+                    lambda fut: fut.cancelled() or fut.exception() is not None
+                    or inc.landing.on_progress(end))
+
+    @staticmethod
+    def _write(inc: _Incoming, events: list[tc.WriteChunk]) -> None:
+        """Worker thread: verified chunks to the partial file and the whole-object hash,
+        and each chunk's hash to ``NAME.part.sums`` (what a restart re-verifies against).
+
+        No fsync per chunk: an Ack promises the chunk was verified and written, not that it
+        survives a power loss; ``resume_state`` re-verifies what is on disk after a crash
+        and the sender resends from there.  The file is fsynced once, before it is renamed
+        and the transfer confirmed."""
+        for event in events:
+            if inc.closed:
+                return
+            os.pwrite(inc.fd, event.data, event.offset)
+            os.pwrite(inc.sums_fd, event.sha256, event.offset // inc.receiver.chunk_size * 32)
+            inc.hasher.update(event.data)
+
+    @staticmethod
+    async def _written(inc: _Incoming) -> None:
+        TransferService._queue_writes(inc)
+        if inc.written is not None:
+            await inc.written  # the worker runs in order: every earlier write is done too
+
+    @staticmethod
+    def _land(inc: _Incoming) -> None:
+        """Worker thread: make the verified file durable, then give it its final name."""
         os.fsync(inc.fd)
         final = tc.confine_path(inc.landing.root, inc.landing.name)
         part = tc.confine_path(inc.landing.root, inc.part)
         os.replace(part, final)
-        inc.landing.on_done(event.size, event.sha256.hex())
+        with contextlib.suppress(RnnError, OSError):
+            tc.confine_path(inc.landing.root, inc.part + tc.SUMS_SUFFIX).unlink()
 
     def _close_incoming(self, inc: _Incoming) -> None:
         if self._incoming.get(inc.receiver.transfer_id) is inc:
             del self._incoming[inc.receiver.transfer_id]
-        with contextlib.suppress(OSError):
-            os.close(inc.fd)
-        if inc.receiver.state is tc.TransferState.FAILED:
-            with contextlib.suppress(RnnError, OSError):
-                tc.confine_path(inc.landing.root, inc.part).unlink()
+        failed = inc.receiver.state is tc.TransferState.FAILED
+
+        def close() -> None:  # after every queued write (same worker), never before
+            inc.closed = True
+            for fd in (inc.fd, inc.sums_fd):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            if failed:
+                for name in (inc.part, inc.part + tc.SUMS_SUFFIX):
+                    with contextlib.suppress(RnnError, OSError):
+                        tc.confine_path(inc.landing.root, name).unlink()
+
+        if inc.shut:
+            return
+        inc.shut = True
+        inc.worker.submit(close)
+        inc.worker.shutdown(wait=False)
 
     def abort_incoming(self, predicate: Callable[[Landing], bool], reason: str) -> None:
         """Drop incoming transfers whose landing matches (a cancelled job)."""

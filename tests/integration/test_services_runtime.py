@@ -4,6 +4,7 @@ cancel, refusal, and leftovers reaped after ``kill -9`` of the process that star
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import ipaddress
 import json
 import os
@@ -315,3 +316,53 @@ async def test_cancel_during_create_leaves_nothing(service_registry, docker_runt
             await task
         assert not docker_client.containers.list(
             all=True, filters={"label": f"{NODE_LABEL}={node_identity.peer_id}"}), delay
+
+
+def _ours(docker_client, node_identity) -> list:  # type: ignore[no-untyped-def]
+    return docker_client.containers.list(
+        all=True, filters={"label": f"{NODE_LABEL}={node_identity.peer_id}"})
+
+
+async def test_prepared_container_is_the_one_run_and_removed_later(service_registry, docker_runtime, docker_client, base_image, node_identity) -> None:  # type: ignore[no-untyped-def]
+    service = await base_service(service_registry, base_image)
+    request = JobRequest("prep-job", service, node_identity.peer_id, command=("sh", "-c", "cat"))
+    docker_runtime.prepare(request)
+    await asyncio.sleep(0.5)
+    prepared = _ours(docker_client, node_identity)
+    assert len(prepared) == 1 and prepared[0].status == "created"
+    result = await docker_runtime.run(JobRequest(
+        "prep-job", service, node_identity.peer_id, stdin=b"fed\n", command=("sh", "-c", "cat")),
+        remove_later=True)
+    assert result.outcome is JobOutcome.COMPLETED, result.explanation
+    assert result.stdout_path.read_bytes() == b"fed\n"
+    # hashed while streamed, so the executor needs no second pass over the file
+    assert result.stdout_sha256 == hashlib.sha256(b"fed\n").digest()
+    assert result.stderr_sha256 == hashlib.sha256(b"").digest()
+    assert [name for name, _at in result.phases][:3] == ["begin", "created", "attached"]
+    await docker_runtime.wait_removed("prep-job")
+    assert not _ours(docker_client, node_identity)
+    # the prepared container was the one that ran: no second container was ever created
+    events = docker_client.api.events(since=int(time.time()) - 60, until=int(time.time()) + 1,
+                                      decode=True, filters={"label": f"{NODE_LABEL}={node_identity.peer_id}",
+                                                            "event": "create"})
+    assert len(list(events)) == 1
+
+
+async def test_prepared_container_made_differently_is_replaced_or_discarded(service_registry, docker_runtime, docker_client, base_image, node_identity) -> None:  # type: ignore[no-untyped-def]
+    service = await base_service(service_registry, base_image)
+    docker_runtime.prepare(JobRequest("prep-a", service, node_identity.peer_id,
+                                      command=("sh", "-c", "echo old")))
+    # run asks for another command (and engine logs): the prepared container does not fit
+    result = await docker_runtime.run(JobRequest("prep-a", service, node_identity.peer_id,
+                                                 command=("sh", "-c", "echo new"),
+                                                 engine_logs=True))
+    assert result.stdout_path.read_text() == "new\n"
+    assert not _ours(docker_client, node_identity)
+    docker_runtime.prepare(JobRequest("prep-b", service, node_identity.peer_id,
+                                      command=("sleep", "30")))
+    await docker_runtime.discard_prepared("prep-b")
+    assert not _ours(docker_client, node_identity)
+    docker_runtime.prepare(JobRequest("prep-c", service, node_identity.peer_id,
+                                      command=("sleep", "30")))
+    await docker_runtime.drain()
+    assert not _ours(docker_client, node_identity)

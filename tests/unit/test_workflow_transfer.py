@@ -327,3 +327,72 @@ def test_receiver_that_lost_its_partial_file_gets_everything_again() -> None:
     link2.feed_source(data)
     assert link2.chunks_sent[0] == 0 and bytes(sink) == data
     assert fresh.state is TransferState.DONE and sender.state is TransferState.DONE
+
+
+def test_resume_reverifies_chunks_against_recorded_hashes(tmp_path: Path) -> None:
+    """After a power loss an acknowledged chunk may be zeros on disk: it must not count."""
+    chunk = 4096
+    data = os.urandom(chunk * 6)
+    part, sums = tmp_path / "in.bin.part", tmp_path / "in.bin.part.sums"
+    pieces = [data[i:i + chunk] for i in range(0, len(data), chunk)]
+    part.write_bytes(data[:chunk * 2] + bytes(chunk) + data[chunk * 3:] + b"torn")
+    sums.write_bytes(b"".join(hashlib.sha256(p).digest() for p in pieces[:5]))
+    chunks, hasher = resume_state(part, chunk, sums)
+    assert chunks == 2  # chunk 2 lost its bytes: it and everything after come again
+    assert hasher.digest() == hashlib.sha256(data[:chunk * 2]).digest()
+    assert part.stat().st_size == chunk * 2 and sums.stat().st_size == 64
+    # hashes recorded for fewer chunks than the file holds: only those count
+    part.write_bytes(data)
+    sums.write_bytes(b"".join(hashlib.sha256(p).digest() for p in pieces[:3]))
+    assert resume_state(part, chunk, sums)[0] == 3
+    # no recorded hashes at all: nothing is trusted
+    sums.unlink()
+    part.write_bytes(data)
+    assert resume_state(part, chunk, sums)[0] == 0 and part.stat().st_size == 0
+
+
+def test_receiver_takes_the_drivers_hashes_and_still_checks_them() -> None:
+    data = os.urandom(3000)
+    sender = TransferSender("d", "x", chunk_size=1000, size=len(data),
+                            sha256=hashlib.sha256(data).digest())
+    receiver = TransferReceiver("d", max_size=1 << 20, driver_hashes=True)
+    receiver.receive(sender.messages_to_send()[0])
+    sender.receive(receiver.messages_to_send()[0])
+    digests = [hashlib.sha256(data[i:i + 1000]).digest() for i in range(0, 3000, 1000)]
+    sender.push(data, digests)
+    sender.finish()
+    whole = hashlib.sha256()
+    for message in sender.messages_to_send():
+        if isinstance(message, Chunk):
+            receiver.receive(message, hashlib.sha256(message.data).digest())
+            whole.update(message.data)
+        else:
+            receiver.receive(message, whole.digest())
+    assert receiver.state is TransferState.DONE
+    writes = []
+    while (event := receiver.next_event()) is not None:
+        if isinstance(event, WriteChunk):
+            writes.append(event)
+    assert [w.sha256 for w in writes] == digests
+    # a wrong digest from the driver is a mismatch like any other
+    bad = TransferReceiver("d", max_size=1 << 20, driver_hashes=True)
+    bad.receive(Offer("d", "x", 1000, 3000))
+    bad.receive(Chunk("d", 0, digests[0], data[:1000]), b"\0" * 32)
+    assert bad.state is TransferState.FAILED and "hash mismatch" in bad.failure
+    # End without the whole-object digest is refused, not trusted
+    nodigest = TransferReceiver("d", max_size=1 << 20, driver_hashes=True)
+    nodigest.receive(Offer("d", "x", 1000, 0))
+    nodigest.receive(End("d", 0, 0, hashlib.sha256().digest()))
+    assert nodigest.state is TransferState.FAILED
+
+
+def test_live_log_budget_allows_a_burst_then_a_rate() -> None:
+    from rnn_tui.workflow.executor import LiveBudget
+
+    budget = LiveBudget(burst=100, per_s=10.0, tokens=100)
+    assert budget.take(30, now=0.0) == 30
+    assert budget.take(500, now=0.0) == 70       # the rest of the burst, no more
+    assert budget.take(5, now=0.05) == 0         # half a token has come back
+    assert budget.take(9, now=0.55) == 5         # 0.5 s more at 10/s: 5.5 tokens, whole ones go
+    assert budget.take(9, now=0.55) == 0         # the half token stays for later
+    assert budget.take(1000, now=1000.0) == 100  # refills to the burst, never beyond

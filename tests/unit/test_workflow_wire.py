@@ -168,3 +168,22 @@ connections:
   - {from: a.STDERR, to: self, file: err.log}
 """).workflow
     assert [result_name(wf, i) for i in range(3)] == ["a.STDOUT", "a.out_r.csv", "err.log"]
+
+
+def test_log_lines_travel_as_one_text_and_are_checked() -> None:
+    many = WfLog("r", "j", 1, "STDOUT", tuple(str(i * i) for i in range(2000)))
+    assert WfLog.decode(many.encode()) == many
+    empty = WfLog("r", "j", 1, "STDERR", ())
+    assert WfLog.decode(empty.encode()) == empty
+    blank = WfLog("r", "j", 1, "STDERR", ("",))
+    assert WfLog.decode(blank.encode()) == blank
+    with pytest.raises(ValueError, match="newline"):
+        WfLog("r", "j", 1, "STDOUT", ("two\nlines",))
+    body = bencode({b"run_id": b"r", b"job": b"j", b"attempt": 1, b"stream": b"STDOUT",
+                    b"count": 3, b"text": b"a\nb"})
+    with pytest.raises(RemoteProtocolError, match="count"):
+        WfLog.decode(body)
+    body = bencode({b"run_id": b"r", b"job": b"j", b"attempt": 1, b"stream": b"STDOUT",
+                    b"count": 1, b"text": b"\xff"})
+    with pytest.raises(RemoteProtocolError, match="UTF-8"):
+        WfLog.decode(body)
