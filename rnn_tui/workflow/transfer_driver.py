@@ -508,9 +508,12 @@ class TransferService:
                 # a streamed pipe's reader follows the partial file: tell it once the
                 # worker has written (the callback runs on the loop, not in the worker)
                 end = last.offset + len(last.data)
-                written.add_done_callback(
-                    lambda fut: fut.cancelled() or fut.exception() is not None
-                    or inc.landing.on_progress(end))
+
+                def report(fut: asyncio.Future[None]) -> None:
+                    if not fut.cancelled() and fut.exception() is None:
+                        inc.landing.on_progress(end)
+
+                written.add_done_callback(report)
 
     @staticmethod
     def _write(inc: _Incoming, events: list[tc.WriteChunk]) -> None:
