@@ -3,8 +3,11 @@
 1. **Overhead.**  A 3-job pipeline (``seq`` → square → sum, all on the offline base image)
    runs as a workflow across 3 executor node processes (a 4th node is the requester), and
    the same three containers run directly with ``docker run``: once piped
-   (``a | b | c``, concurrent) and once in sequence through files (batch, as our executors
-   run).  Overhead per job = (workflow run time − direct time) / 3, from the requester's
+   (``a | b | c``, concurrent) and once in sequence through files.  The workflow runs in
+   two variants, alternating: batch connections (a consumer starts once its input is
+   delivered), compared with the sequential ``docker run``s, and streamed pipes
+   (``stream: true``: a consumer starts while its producer runs), compared with the piped
+   ones.  Overhead per job = (workflow run time − direct time) / 3, from the requester's
    own created → ended timestamps.  Medians of ``--runs`` rounds.  Then a timeline of the
    critical path (median ms since the run was created) from the nodes' logs: the
    requester's job status changes and the ``phases`` line each executor logs per job.
@@ -60,6 +63,12 @@ connections:
   - {from: square.STDOUT, to: total.STDIN}
   - {from: total.STDOUT, to: self, file: total.txt}
 """
+# the same pipeline with streamed pipes (``stream: true``): each consumer starts while its
+# producer runs, as ``docker run a | docker run b | docker run c`` does — the like-for-like
+# comparison with piped ``docker run``; the batch pipeline compares with the sequential one
+PIPELINE_STREAM = PIPELINE.replace("name: bench-pipeline", "name: bench-pipeline-stream").replace(
+    "to: square.STDIN}", "to: square.STDIN, stream: true}").replace(
+    "to: total.STDIN}", "to: total.STDIN, stream: true}")
 EXPECTED = str(sum(i * i for i in range(1, 20001))) + "\n"
 
 
@@ -149,47 +158,54 @@ def bench_pipeline(runs: int) -> None:
 
     image = _image()
     home = Path(tempfile.mkdtemp(prefix="rnn-bench-wf-"))
-    spec = home / "pipeline.yaml"
-    spec.write_text(PIPELINE)
-    ours: list[float] = []
+    variants = {"batch": PIPELINE, "stream": PIPELINE_STREAM}
+    ours: dict[str, list[float]] = {k: [] for k in variants}
+    inside: dict[str, list[float]] = {k: [] for k in variants}
     piped: list[float] = []
     seq: list[float] = []
-    inside: list[float] = []
-    run_ids: list[str] = []
+    run_ids: dict[str, list[str]] = {k: [] for k in variants}
     created: dict[str, float] = {}
     try:
         with workflow_cluster(home / "nodes", 180, image, 3, {}, heartbeat_s=5.0) as (req, _):
             for _ in range(runs + 1):  # the first round warms caches and connections
-                run = control(req, "run.start", yaml=PIPELINE, source=str(spec))
-                status = wait_run(req, run["run_id"], timeout=120)
-                assert status["status"] == "COMPLETED", status
-                results = control(req, "run.results", run_id=run["run_id"])
-                assert Path(results["files"][0]["path"]).read_text() == EXPECTED
-                ours.append(status["ended_at"] - status["created_at"])
-                run_ids.append(run["run_id"])
-                created[run["run_id"]] = status["created_at"]
-                receipts = control(req, "run.receipts", run_id=run["run_id"])["receipts"]
-                inside.append(sum(r["ended_ms"] - r["started_ms"] for r in receipts) / 1000)
+                for kind, text in variants.items():
+                    spec = home / f"pipeline-{kind}.yaml"
+                    spec.write_text(text)
+                    run = control(req, "run.start", yaml=text, source=str(spec))
+                    status = wait_run(req, run["run_id"], timeout=120)
+                    assert status["status"] == "COMPLETED", status
+                    results = control(req, "run.results", run_id=run["run_id"])
+                    assert Path(results["files"][0]["path"]).read_text() == EXPECTED
+                    ours[kind].append(status["ended_at"] - status["created_at"])
+                    run_ids[kind].append(run["run_id"])
+                    created[run["run_id"]] = status["created_at"]
+                    receipts = control(req, "run.receipts", run_id=run["run_id"])["receipts"]
+                    inside[kind].append(
+                        sum(r["ended_ms"] - r["started_ms"] for r in receipts) / 1000)
                 piped.append(direct_piped(image))
                 seq.append(direct_sequential(image))
-        events = _timeline(sorted((home / "nodes").glob("*.log")), run_ids[1:], created)
+        logs = sorted((home / "nodes").glob("*.log"))
+        events = {kind: _timeline(logs, ids[1:], created) for kind, ids in run_ids.items()}
     finally:
         shutil.rmtree(home, ignore_errors=True)
-    ours, piped, seq, inside = ours[1:], piped[1:], seq[1:], inside[1:]
-    m_ours, m_piped, m_seq = (statistics.median(x) for x in (ours, piped, seq))
-    print(f"pipeline (3 jobs, 3 executors): workflow median {m_ours * 1000:.0f} ms "
-          f"{[round(x * 1000) for x in ours]}")
+    piped, seq = piped[1:], seq[1:]
+    m_piped, m_seq = statistics.median(piped), statistics.median(seq)
+    print(f"load average {os.getloadavg()[0]:.1f}; {runs} rounds (after one warm-up)")
     print(f"  docker run piped median {m_piped * 1000:.0f} ms {[round(x * 1000) for x in piped]}")
     print(f"  docker run sequential median {m_seq * 1000:.0f} ms "
           f"{[round(x * 1000) for x in seq]}")
-    m_inside = statistics.median(inside)
-    print(f"  executors' own time (receipt start -> end: DockerRuntime.run + output hashing), "
-          f"sum of 3 jobs: median {m_inside * 1000:.0f} ms {[round(x * 1000) for x in inside]}")
-    print(f"  orchestration outside the executors' runs, per job: "
-          f"{(m_ours - m_inside) / 3 * 1000:.0f} ms")
-    print(f"  overhead per job vs sequential: {(m_ours - m_seq) / 3 * 1000:.0f} ms; "
-          f"vs piped: {(m_ours - m_piped) / 3 * 1000:.0f} ms (target <= 150 ms)")
-    _print_timeline(events)
+    for kind in variants:
+        times, own = ours[kind][1:], inside[kind][1:]
+        m_ours, m_inside = statistics.median(times), statistics.median(own)
+        baseline, name = (m_piped, "piped") if kind == "stream" else (m_seq, "sequential")
+        print(f"pipeline, {kind} (3 jobs, 3 executors): workflow median {m_ours * 1000:.0f} ms "
+              f"{[round(x * 1000) for x in times]}")
+        print(f"  executors' own time (receipt start -> end), sum of 3 jobs: median "
+              f"{m_inside * 1000:.0f} ms")
+        print(f"  overhead per job vs {name} (like for like): "
+              f"{(m_ours - baseline) / 3 * 1000:.0f} ms (target <= 150 ms); "
+              f"vs piped: {(m_ours - m_piped) / 3 * 1000:.0f} ms")
+        _print_timeline(events[kind])
 
 
 async def _transfer_once(size: int, datagram: int | None, tmp: Path,
