@@ -1,10 +1,20 @@
 """Transport benchmark on loopback: handshake, request RTT, bulk throughput, idle memory.
 
-Everything runs in one process on one asyncio loop (both ends of every connection share
-one core), as a node talking to itself would.  Printed figures:
+Printed figures:
 
-1. handshake: median / p95 of ``Transport.dial`` (Ed25519 mutual TLS, id verified,
-   HANDSHAKE_DONE received) over ``--handshakes`` dials;
+0. handshake, **two processes** (the acceptance figure): a server node runs in a child
+   process (started and stopped by its PID), this process dials it ``--handshakes``
+   times: median / p90 wall of ``Transport.dial`` (Ed25519 mutual TLS, the server's id
+   verified) and CPU per dial of each side (dial + close).  Two real nodes are two
+   processes: each end has its own interpreter and event loop, so the figure is the
+   handshake's critical path, not the sum of both ends' CPU on one loop.  The same is
+   measured for bare aioquic (``serve`` in the child, ``connect`` here, same QUIC
+   configuration, no client certificate);
+
+The remaining figures run in one process on one asyncio loop (both ends of every
+connection share one core), as a node talking to itself would:
+
+1. handshake: median / p95 of ``Transport.dial`` over ``--handshakes`` dials;
 2. request RTT: median / p95 of ``ping`` request/reply over one connection;
 3. one-stream bulk throughput: a streamed reply of ``--mb`` MiB in 64 KiB ``RawChunk``s
    (credit + send-buffer pacing) versus a bare aioquic stream (``aioquic.asyncio``
@@ -14,7 +24,8 @@ one core), as a node talking to itself would.  Printed figures:
    two transports in this process, divided by the number of connection *ends* (2 per
    connection: each node pays for its own end).
 
-Usage: ``python bench/transport.py`` (full) or ``python bench/transport.py --quick``.
+Usage: ``python bench/transport.py`` (full) or ``python bench/transport.py --quick``;
+``--only-handshake`` prints just the two-process and one-process handshake figures.
 """
 
 from __future__ import annotations
@@ -33,13 +44,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aioquic.asyncio import connect, serve  # noqa: E402
 
-from rnn_tui.identity import Identity  # noqa: E402
+from rnn_tui.identity import Identity, PeerId  # noqa: E402
 from rnn_tui.transport import Transport, TransportSettings  # noqa: E402
 from rnn_tui.transport.messages import Ping, RawChunk  # noqa: E402
 from rnn_tui.transport.tls import make_configuration  # noqa: E402
 
 CHUNK = 64 * 1024
 HOST = "127.0.0.1"
+BENCH_FILE = str(Path(__file__).resolve())
 
 
 def rss_bytes() -> int:
@@ -73,6 +85,94 @@ async def bench_handshake(n: int) -> list[float]:
         await a.close()
         await b.close()
     return times
+
+
+async def serve_child(kind: str) -> None:
+    """Child process: one server on loopback, ``ours`` (a Transport) or ``bare`` aioquic.
+
+    Prints ``port <port> <peer id>``; then answers each ``cpu`` line on stdin with this
+    process's CPU time; exits (closing the server) at end of input.
+    """
+    loop = asyncio.get_running_loop()
+    identity = Identity.generate()
+    transport: Transport | None = None
+    server = None
+    if kind == "ours":
+        transport = Transport(identity)
+        port = (await transport.start(HOST, 0))[1]
+    else:
+        server = await serve(HOST, 0, configuration=make_configuration(identity, is_client=False))
+        port = server._transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print(f"port {port} {identity.peer_id}", flush=True)
+    try:
+        while line := await reader.readline():
+            if line.strip() == b"cpu":
+                print(f"cpu {time.process_time():.6f}", flush=True)
+    finally:
+        if transport is not None:
+            await transport.close()
+        if server is not None:
+            server.close()
+
+
+async def two_process_handshake(kind: str, n: int, warmup: int = 3
+                                ) -> tuple[list[float], float, float]:
+    """Dial a server in a child process ``n`` times: (wall times, client CPU, server CPU per dial)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, BENCH_FILE, "--serve", kind,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    async def child_cpu() -> float:
+        stdin.write(b"cpu\n")
+        await stdin.drain()
+        return float((await asyncio.wait_for(stdout.readline(), 10)).split()[1])
+
+    client: Transport | None = None
+    try:
+        _, port_text, peer_text = (await asyncio.wait_for(stdout.readline(), 30)).decode().split()
+        addr, peer_id = (HOST, int(port_text)), PeerId.parse(peer_text)
+        times: list[float] = []
+        if kind == "ours":
+            client = Transport(Identity.generate())
+            await client.start(HOST, 0)
+            for i in range(warmup + n):
+                if i == warmup:
+                    s0, c0 = await child_cpu(), time.process_time()
+                t0 = time.perf_counter()
+                conn = await client.dial(addr, expected_peer_id=peer_id)
+                times.append(time.perf_counter() - t0)
+                await conn.close()
+        else:
+            config = make_configuration(Identity.generate(), is_client=True)
+            for i in range(warmup + n):
+                if i == warmup:
+                    s0, c0 = await child_cpu(), time.process_time()
+                t0 = time.perf_counter()
+                async with connect(HOST, addr[1], configuration=config):
+                    times.append(time.perf_counter() - t0)
+        c1, s1 = time.process_time(), await child_cpu()
+        return times[warmup:], (c1 - c0) / n, (s1 - s0) / n
+    finally:
+        if client is not None:
+            await client.close()
+        stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            os.kill(proc.pid, 9)
+            await proc.wait()
+
+
+def print_two_process(kind: str, times: list[float], client_cpu: float, server_cpu: float) -> None:
+    label = "ours (dial: mutual TLS, id verified)" if kind == "ours" else \
+        "bare aioquic (connect, no client cert)"
+    print(f"handshake, two processes, {label}: median {statistics.median(times) * 1e3:.2f} ms, "
+          f"p90 {pct(times, 0.90) * 1e3:.2f} ms (n={len(times)}); CPU per dial incl. close: "
+          f"client {client_cpu * 1e3:.2f} ms, server {server_cpu * 1e3:.2f} ms")
 
 
 async def bench_rtt(n: int) -> list[float]:
@@ -227,7 +327,13 @@ async def main() -> None:
     ap.add_argument("--idle", type=int, default=500)
     ap.add_argument("--datagram-size", type=int, default=None,
                     help="QUIC max_datagram_size (default aioquic's 1200; 16383 = loopback max)")
+    ap.add_argument("--only-handshake", action="store_true",
+                    help="only the two-process and one-process handshake figures")
+    ap.add_argument("--serve", choices=["ours", "bare"], help=argparse.SUPPRESS)  # child mode
     args = ap.parse_args()
+    if args.serve:
+        await serve_child(args.serve)
+        return
     if args.quick:
         args.handshakes, args.pings, args.mb, args.rounds, args.idle = 10, 50, 2, 1, 50
 
@@ -235,6 +341,16 @@ async def main() -> None:
           f"load avg {os.getloadavg()[0]:.2f} at start")
     # CPU time per operation (both ends, this process) is robust to other load on the
     # machine; wall-clock medians are what a user sees and suffer from it.
+    for kind in ("bare", "ours"):
+        print_two_process(kind, *await two_process_handshake(kind, args.handshakes))
+    if args.only_handshake:
+        c0 = time.process_time()
+        hs = await bench_handshake(args.handshakes)
+        c1 = time.process_time()
+        print(f"handshake, one process: median {statistics.median(hs) * 1e3:.2f} ms, "
+              f"CPU {(c1 - c0) / args.handshakes * 1e3:.2f} ms/dial (both ends, incl. close)")
+        print(f"load avg {os.getloadavg()[0]:.2f} at end")
+        return
     cpu0 = time.process_time()
     bare_hs, _ = await bare_handshake_and_rtt(args.handshakes, 0)
     cpu1 = time.process_time()
