@@ -19,12 +19,14 @@ from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import pull_quic_header
+from aioquic.tls import Group
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from rnn_tui.errors import RemoteProtocolError
 from rnn_tui.identity import Identity
 from rnn_tui.transport.tls import (
     ALPN,
+    KEY_EXCHANGE_GROUPS,
     MutualTlsConnection,
     make_certificate,
     make_configuration,
@@ -107,8 +109,31 @@ def test_mutual_handshake_proves_both_ids() -> None:
     assert completed(client) and completed(server)
     assert peer_id_from_connection(client) == b.peer_id
     assert peer_id_from_connection(server) == a.peer_id  # the server asked for it
-    # pinned private flag: the client's "server accepted us" signal (HANDSHAKE_DONE)
-    assert client._handshake_confirmed
+
+
+def test_only_x25519_is_offered_and_used() -> None:
+    """Pins ``tls._supported_groups``: one key share (no P-256/P-384/X448 key generated)."""
+    a, b = Identity.generate(), Identity.generate()
+    client = MutualTlsConnection(configuration=make_configuration(a, is_client=True))
+    server = run_handshake(client, server_of(b))
+    assert completed(client) and completed(server)
+    for side in (client, server):
+        assert side.tls._supported_groups == KEY_EXCHANGE_GROUPS == [Group.X25519]
+        assert side.tls._x25519_private_key is not None
+        assert side.tls._ec_private_keys == [] and side.tls._x448_private_key is None
+
+
+@pytest.mark.parametrize("plain_side", ["client", "server"])
+def test_x25519_only_interoperates_with_aioquic_default_groups(plain_side: str) -> None:
+    """A peer with aioquic's default groups (an older node) still completes a handshake."""
+    a, b = Identity.generate(), Identity.generate()
+    client_cls = QuicConnection if plain_side == "client" else MutualTlsConnection
+    client = client_cls(configuration=make_configuration(a, is_client=True))
+    server_cls = QuicConnection if plain_side == "server" else MutualTlsConnection
+    server = run_handshake(client, server_of(b, server_cls))
+    assert completed(client) and completed(server)
+    assert peer_id_from_connection(client) == b.peer_id
+    assert server.tls._x25519_private_key is not None  # X25519 chosen either way
 
 
 def test_plain_aioquic_server_would_not_ask_for_a_client_certificate() -> None:
@@ -138,7 +163,7 @@ def test_certificate_for_a_key_not_held_fails_the_handshake() -> None:
     client = MutualTlsConnection(configuration=make_configuration(
         thief, is_client=True, certificate=(victim_cert, thief_key)))
     server = run_handshake(client, server_of(server_id))
-    assert not client._handshake_confirmed  # so the dialler never opens its gate
+    assert not client._handshake_confirmed  # the server never accepted the thief
     assert not completed(server)
     assert terminated_by_decrypt_error(server)
 
