@@ -14,6 +14,7 @@ Private aioquic attributes used (pinned by ``aioquic>=1.7,<1.8`` and by
   ``QuicConnection._initialize``, so :class:`MutualTlsConnection` sets it right after.
 - ``Context._peer_certificate``: the certificate the peer presented.
 - ``Context._supported_groups``: set to X25519 alone (see :class:`MutualTlsConnection`).
+- ``QuicConnection._local_active_connection_id_limit``: lowered to 2 (same place).
 
 No session tickets and no 0-RTT: a resumed session carries no certificate, so we never
 pass a ticket handler or a ticket.
@@ -23,9 +24,11 @@ from __future__ import annotations
 
 import datetime
 import ssl
+from typing import Any
 
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicProtocolVersion
 from aioquic.tls import Group
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
@@ -36,6 +39,7 @@ from rnn_tui.errors import RemoteProtocolError
 from rnn_tui.identity import Identity, PeerId
 
 __all__ = [
+    "ACTIVE_CONNECTION_ID_LIMIT",
     "ALPN",
     "DEFAULT_MAX_DATA",
     "DEFAULT_MAX_STREAM_DATA",
@@ -44,6 +48,7 @@ __all__ = [
     "make_configuration",
     "MutualTlsConnection",
     "peer_id_from_connection",
+    "QUIC_VERSIONS",
 ]
 
 ALPN = "remote-network/1"
@@ -52,6 +57,15 @@ ALPN = "remote-network/1"
 DEFAULT_MAX_STREAM_DATA = 16 * 1024 * 1024
 DEFAULT_MAX_DATA = 32 * 1024 * 1024
 CERT_VALIDITY = datetime.timedelta(days=3650)
+#: QUIC v1 only, as the endpoint's demultiplexer (``endpoint.SUPPORTED_VERSIONS``).
+#: aioquic's default also lists v2, which costs a second set of Initial keys per
+#: connection on both sides and is never negotiated between our nodes.
+QUIC_VERSIONS = [QuicProtocolVersion.VERSION_1]
+#: The active_connection_id_limit we announce (RFC 9000's minimum).  aioquic's 8 makes
+#: each side issue 7 spare connection ids right after the handshake (NEW_CONNECTION_ID
+#: frames, one endpoint-table entry each); nothing here rotates ids, so one spare (for a
+#: peer that does) is enough.
+ACTIVE_CONNECTION_ID_LIMIT = 2
 
 
 def make_certificate(identity: Identity) -> tuple[x509.Certificate, ed25519.Ed25519PrivateKey]:
@@ -95,6 +109,7 @@ def make_configuration(
         idle_timeout=idle_timeout,
         max_stream_data=max_stream_data,
         max_data=max_data,
+        supported_versions=list(QUIC_VERSIONS),
     )
     if max_datagram_size is not None:
         config.max_datagram_size = max_datagram_size
@@ -117,7 +132,13 @@ class MutualTlsConnection(QuicConnection):
 
     The flags live on the TLS context, which aioquic creates lazily in ``_initialize``:
     the server asks for a client certificate, and both sides offer/accept X25519 only.
+    The announced active_connection_id_limit is set before aioquic serialises its
+    transport parameters (also in ``_initialize``).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._local_active_connection_id_limit = ACTIVE_CONNECTION_ID_LIMIT
 
     def _initialize(self, peer_cid: bytes) -> None:
         super()._initialize(peer_cid)
