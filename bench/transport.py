@@ -2,7 +2,9 @@
 
 Printed figures:
 
-0. handshake, **two processes** (the acceptance figure): a server node runs in a child
+0. handshake CPU on the dial's critical path, sans IO (load-robust, see
+   ``critical_path_cpu``), ours and bare aioquic;
+1. handshake, **two processes** (the acceptance figure): a server node runs in a child
    process (started and stopped by its PID), this process dials it ``--handshakes``
    times: median / p90 wall of ``Transport.dial`` (Ed25519 mutual TLS, the server's id
    verified) and CPU per dial of each side (dial + close).  Two real nodes are two
@@ -14,18 +16,18 @@ Printed figures:
 The remaining figures run in one process on one asyncio loop (both ends of every
 connection share one core), as a node talking to itself would:
 
-1. handshake: median / p95 of ``Transport.dial`` over ``--handshakes`` dials;
-2. request RTT: median / p95 of ``ping`` request/reply over one connection;
-3. one-stream bulk throughput: a streamed reply of ``--mb`` MiB in 64 KiB ``RawChunk``s
+2. handshake: median / p95 of ``Transport.dial`` over ``--handshakes`` dials;
+3. request RTT: median / p95 of ``ping`` request/reply over one connection;
+4. one-stream bulk throughput: a streamed reply of ``--mb`` MiB in 64 KiB ``RawChunk``s
    (credit + send-buffer pacing) versus a bare aioquic stream (``aioquic.asyncio``
    serve/connect) with the same QUIC configuration (our Ed25519 certificates, windows,
    datagram size) writing the same bytes, in alternating rounds; the ratio of medians;
-4. memory per idle connection: RSS growth while ``--idle`` connections are open between
+5. memory per idle connection: RSS growth while ``--idle`` connections are open between
    two transports in this process, divided by the number of connection *ends* (2 per
    connection: each node pays for its own end).
 
 Usage: ``python bench/transport.py`` (full) or ``python bench/transport.py --quick``;
-``--only-handshake`` prints just the two-process and one-process handshake figures.
+``--only-handshake`` prints just the handshake figures (0–2).
 """
 
 from __future__ import annotations
@@ -43,11 +45,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aioquic.asyncio import connect, serve  # noqa: E402
+from aioquic.buffer import Buffer  # noqa: E402
+from aioquic.quic.connection import QuicConnection  # noqa: E402
+from aioquic.quic.packet import pull_quic_header  # noqa: E402
 
 from rnn_tui.identity import Identity, PeerId  # noqa: E402
 from rnn_tui.transport import Transport, TransportSettings  # noqa: E402
 from rnn_tui.transport.messages import Ping, RawChunk  # noqa: E402
-from rnn_tui.transport.tls import make_configuration  # noqa: E402
+from rnn_tui.transport.tls import (  # noqa: E402
+    MutualTlsConnection,
+    make_configuration,
+    peer_id_from_connection,
+)
 
 CHUNK = 64 * 1024
 HOST = "127.0.0.1"
@@ -173,6 +182,60 @@ def print_two_process(kind: str, times: list[float], client_cpu: float, server_c
     print(f"handshake, two processes, {label}: median {statistics.median(times) * 1e3:.2f} ms, "
           f"p90 {pct(times, 0.90) * 1e3:.2f} ms (n={len(times)}); CPU per dial incl. close: "
           f"client {client_cpu * 1e3:.2f} ms, server {server_cpu * 1e3:.2f} ms")
+
+
+def critical_path_cpu(kind: str, n: int, warmup: int = 10) -> tuple[float, float, float, float]:
+    """CPU per handshake step, sans IO (in-memory datagrams), medians over ``n`` handshakes.
+
+    Steps: c1 = client connection + Initial; s1 = server connection + its first flight;
+    c2 = client processes it (ours: and checks the server's id) and sends its Finished;
+    s2 = server processes that (ours: checks the client's id) and sends HANDSHAKE_DONE.
+    A dial waits for c1 + s1 + c2 (plus wake-ups and syscalls); s2 runs off its critical
+    path.  Load-robust (CPU time, one process); ``bare`` is plain ``QuicConnection`` with
+    the same configuration (no client certificate).
+    """
+    cls: type[QuicConnection] = MutualTlsConnection if kind == "ours" else QuicConnection
+    ccfg = make_configuration(Identity.generate(), is_client=True)
+    scfg = make_configuration(Identity.generate(), is_client=False)
+    client_addr, server_addr = (HOST, 1), (HOST, 2)
+    steps: list[list[float]] = [[], [], [], []]
+    clock = time.process_time
+    for i in range(warmup + n):
+        t0 = clock()
+        client = cls(configuration=ccfg)
+        client.connect(server_addr, now=0.0)
+        d1 = client.datagrams_to_send(now=0.0)
+        t1 = clock()
+        header = pull_quic_header(Buffer(data=d1[0][0]), host_cid_length=8)
+        server = cls(configuration=scfg, original_destination_connection_id=header.destination_cid)
+        for data, _ in d1:
+            server.receive_datagram(data, client_addr, now=0.001)
+        d2 = server.datagrams_to_send(now=0.001)
+        t2 = clock()
+        for data, _ in d2:
+            client.receive_datagram(data, server_addr, now=0.002)
+        if kind == "ours":
+            peer_id_from_connection(client)
+        d3 = client.datagrams_to_send(now=0.002)
+        t3 = clock()
+        for data, _ in d3:
+            server.receive_datagram(data, client_addr, now=0.003)
+        if kind == "ours":
+            peer_id_from_connection(server)
+        server.datagrams_to_send(now=0.003)
+        t4 = clock()
+        if i >= warmup:
+            for k, (a, b) in enumerate(((t0, t1), (t1, t2), (t2, t3), (t3, t4))):
+                steps[k].append(b - a)
+    c1, s1, c2, s2 = (statistics.median(v) for v in steps)
+    return c1, s1, c2, s2
+
+
+def print_critical_path(kind: str, c1: float, s1: float, c2: float, s2: float) -> None:
+    label = "ours" if kind == "ours" else "bare aioquic"
+    print(f"handshake CPU, sans IO, {label}: c1 {c1 * 1e3:.2f} + s1 {s1 * 1e3:.2f} + "
+          f"c2 {c2 * 1e3:.2f} = {(c1 + s1 + c2) * 1e3:.2f} ms on the dial's path; "
+          f"s2 {s2 * 1e3:.2f} ms after it")
 
 
 async def bench_rtt(n: int) -> list[float]:
@@ -328,7 +391,7 @@ async def main() -> None:
     ap.add_argument("--datagram-size", type=int, default=None,
                     help="QUIC max_datagram_size (default aioquic's 1200; 16383 = loopback max)")
     ap.add_argument("--only-handshake", action="store_true",
-                    help="only the two-process and one-process handshake figures")
+                    help="only the handshake figures (sans-IO CPU, two processes, one process)")
     ap.add_argument("--serve", choices=["ours", "bare"], help=argparse.SUPPRESS)  # child mode
     args = ap.parse_args()
     if args.serve:
@@ -341,6 +404,8 @@ async def main() -> None:
           f"load avg {os.getloadavg()[0]:.2f} at start")
     # CPU time per operation (both ends, this process) is robust to other load on the
     # machine; wall-clock medians are what a user sees and suffer from it.
+    for kind in ("bare", "ours"):
+        print_critical_path(kind, *critical_path_cpu(kind, max(args.handshakes, 50)))
     for kind in ("bare", "ours"):
         print_two_process(kind, *await two_process_handshake(kind, args.handshakes))
     if args.only_handshake:
