@@ -352,3 +352,23 @@ async def test_data_coalesced_with_the_client_finished_waits_for_the_server_chec
             await eventually(lambda: conn.closed.is_set())
             await asyncio.sleep(0.1)
             assert seen == [] and b.connections() == []
+
+
+async def test_dial_returns_before_the_finished_leaves_so_a_first_request_shares_it() -> None:
+    """The dialler resumes in the iteration after the server was verified, while the link's
+    deferred transmit (our Finished) is still pending: a request made at once is written
+    before that transmit runs, so both leave in one datagram."""
+    async with running(2) as (a, b):
+        conn = await a.dial(b.endpoint.local_addr, expected_peer_id=b.identity.peer_id)
+        pending = conn._transmit_handle
+        assert pending is not None  # the Finished is not out yet
+        written_while_pending: list[bool] = []
+        send_stream_data = conn.quic.send_stream_data
+
+        def record(*args, **kwargs):  # type: ignore[no-untyped-def]
+            written_while_pending.append(conn._transmit_handle is pending)
+            return send_stream_data(*args, **kwargs)
+
+        conn.quic.send_stream_data = record  # type: ignore[method-assign]
+        assert await conn.request(Ping(b"first"), timeout=5) is not None
+        assert written_while_pending[:1] == [True]
