@@ -198,6 +198,11 @@ class Transport:
             self._pending.discard(conn)
             await conn.close(reason="identity rejected", timeout=0.5)
             raise
+        except asyncio.CancelledError:
+            # the caller gave up: no half-open connection is left behind
+            self._pending.discard(conn)
+            conn.begin_close(reason="dial cancelled")
+            raise
         self._promote(conn)
         return conn
 

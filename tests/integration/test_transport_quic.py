@@ -215,6 +215,23 @@ async def test_dial_to_a_silent_port_times_out() -> None:
         assert a.connections() == []
 
 
+async def test_cancelled_dial_leaves_no_pending_connection() -> None:
+    async with running(1) as (a,):
+        silent = await asyncio.get_running_loop().create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=(LOOPBACK, 0))
+        try:
+            port = silent[0].get_extra_info("sockname")[1]
+            dial = asyncio.create_task(a.dial((LOOPBACK, port), timeout=5))
+            await eventually(lambda: len(a._pending) == 1)
+            dial.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await dial
+            assert a._pending == set()
+            await eventually(lambda: not a.endpoint._sinks)  # its CIDs are gone too
+        finally:
+            silent[0].close()
+
+
 async def test_keepalive_holds_an_idle_connection_and_idle_timeout_ends_a_dead_one() -> None:
     from rnn_tui.transport import Transport, TransportSettings
 
