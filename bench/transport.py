@@ -1,20 +1,33 @@
 """Transport benchmark on loopback: handshake, request RTT, bulk throughput, idle memory.
 
-Everything runs in one process on one asyncio loop (both ends of every connection share
-one core), as a node talking to itself would.  Printed figures:
+Printed figures:
 
-1. handshake: median / p95 of ``Transport.dial`` (Ed25519 mutual TLS, id verified,
-   HANDSHAKE_DONE received) over ``--handshakes`` dials;
-2. request RTT: median / p95 of ``ping`` request/reply over one connection;
-3. one-stream bulk throughput: a streamed reply of ``--mb`` MiB in 64 KiB ``RawChunk``s
+0. handshake CPU on the dial's critical path, sans IO (load-robust, see
+   ``critical_path_cpu``), ours and bare aioquic;
+1. handshake, **two processes** (the acceptance figure): a server node runs in a child
+   process (started and stopped by its PID), this process dials it ``--handshakes``
+   times: median / p90 wall of ``Transport.dial`` (Ed25519 mutual TLS, the server's id
+   verified) and CPU per dial of each side (dial + close).  Two real nodes are two
+   processes: each end has its own interpreter and event loop, so the figure is the
+   handshake's critical path, not the sum of both ends' CPU on one loop.  The same is
+   measured for bare aioquic (``serve`` in the child, ``connect`` here, same QUIC
+   configuration, no client certificate);
+
+The remaining figures run in one process on one asyncio loop (both ends of every
+connection share one core), as a node talking to itself would:
+
+2. handshake: median / p95 of ``Transport.dial`` over ``--handshakes`` dials;
+3. request RTT: median / p95 of ``ping`` request/reply over one connection;
+4. one-stream bulk throughput: a streamed reply of ``--mb`` MiB in 64 KiB ``RawChunk``s
    (credit + send-buffer pacing) versus a bare aioquic stream (``aioquic.asyncio``
    serve/connect) with the same QUIC configuration (our Ed25519 certificates, windows,
    datagram size) writing the same bytes, in alternating rounds; the ratio of medians;
-4. memory per idle connection: RSS growth while ``--idle`` connections are open between
+5. memory per idle connection: RSS growth while ``--idle`` connections are open between
    two transports in this process, divided by the number of connection *ends* (2 per
    connection: each node pays for its own end).
 
-Usage: ``python bench/transport.py`` (full) or ``python bench/transport.py --quick``.
+Usage: ``python bench/transport.py`` (full) or ``python bench/transport.py --quick``;
+``--only-handshake`` prints just the handshake figures (0–2).
 """
 
 from __future__ import annotations
@@ -32,14 +45,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aioquic.asyncio import connect, serve  # noqa: E402
+from aioquic.buffer import Buffer  # noqa: E402
+from aioquic.quic.connection import QuicConnection  # noqa: E402
+from aioquic.quic.packet import pull_quic_header  # noqa: E402
 
-from rnn_tui.identity import Identity  # noqa: E402
+from rnn_tui.identity import Identity, PeerId  # noqa: E402
 from rnn_tui.transport import Transport, TransportSettings  # noqa: E402
 from rnn_tui.transport.messages import Ping, RawChunk  # noqa: E402
-from rnn_tui.transport.tls import make_configuration  # noqa: E402
+from rnn_tui.transport.tls import (  # noqa: E402
+    MutualTlsConnection,
+    make_configuration,
+    peer_id_from_connection,
+)
 
 CHUNK = 64 * 1024
 HOST = "127.0.0.1"
+BENCH_FILE = str(Path(__file__).resolve())
 
 
 def rss_bytes() -> int:
@@ -73,6 +94,148 @@ async def bench_handshake(n: int) -> list[float]:
         await a.close()
         await b.close()
     return times
+
+
+async def serve_child(kind: str) -> None:
+    """Child process: one server on loopback, ``ours`` (a Transport) or ``bare`` aioquic.
+
+    Prints ``port <port> <peer id>``; then answers each ``cpu`` line on stdin with this
+    process's CPU time; exits (closing the server) at end of input.
+    """
+    loop = asyncio.get_running_loop()
+    identity = Identity.generate()
+    transport: Transport | None = None
+    server = None
+    if kind == "ours":
+        transport = Transport(identity)
+        port = (await transport.start(HOST, 0))[1]
+    else:
+        server = await serve(HOST, 0, configuration=make_configuration(identity, is_client=False))
+        port = server._transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    print(f"port {port} {identity.peer_id}", flush=True)
+    try:
+        while line := await reader.readline():
+            if line.strip() == b"cpu":
+                print(f"cpu {time.process_time():.6f}", flush=True)
+    finally:
+        if transport is not None:
+            await transport.close()
+        if server is not None:
+            server.close()
+
+
+async def two_process_handshake(kind: str, n: int, warmup: int = 3
+                                ) -> tuple[list[float], float, float]:
+    """Dial a server in a child process ``n`` times: (wall times, client CPU, server CPU per dial)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, BENCH_FILE, "--serve", kind,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    async def child_cpu() -> float:
+        stdin.write(b"cpu\n")
+        await stdin.drain()
+        return float((await asyncio.wait_for(stdout.readline(), 10)).split()[1])
+
+    client: Transport | None = None
+    try:
+        _, port_text, peer_text = (await asyncio.wait_for(stdout.readline(), 30)).decode().split()
+        addr, peer_id = (HOST, int(port_text)), PeerId.parse(peer_text)
+        times: list[float] = []
+        if kind == "ours":
+            client = Transport(Identity.generate())
+            await client.start(HOST, 0)
+            for i in range(warmup + n):
+                if i == warmup:
+                    s0, c0 = await child_cpu(), time.process_time()
+                t0 = time.perf_counter()
+                conn = await client.dial(addr, expected_peer_id=peer_id)
+                times.append(time.perf_counter() - t0)
+                await conn.close()
+        else:
+            config = make_configuration(Identity.generate(), is_client=True)
+            for i in range(warmup + n):
+                if i == warmup:
+                    s0, c0 = await child_cpu(), time.process_time()
+                t0 = time.perf_counter()
+                async with connect(HOST, addr[1], configuration=config):
+                    times.append(time.perf_counter() - t0)
+        c1, s1 = time.process_time(), await child_cpu()
+        return times[warmup:], (c1 - c0) / n, (s1 - s0) / n
+    finally:
+        if client is not None:
+            await client.close()
+        stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            os.kill(proc.pid, 9)
+            await proc.wait()
+
+
+def print_two_process(kind: str, times: list[float], client_cpu: float, server_cpu: float) -> None:
+    label = "ours (dial: mutual TLS, id verified)" if kind == "ours" else \
+        "bare aioquic (connect, no client cert)"
+    print(f"handshake, two processes, {label}: median {statistics.median(times) * 1e3:.2f} ms, "
+          f"p90 {pct(times, 0.90) * 1e3:.2f} ms (n={len(times)}); CPU per dial incl. close: "
+          f"client {client_cpu * 1e3:.2f} ms, server {server_cpu * 1e3:.2f} ms")
+
+
+def critical_path_cpu(kind: str, n: int, warmup: int = 10) -> tuple[float, float, float, float]:
+    """CPU per handshake step, sans IO (in-memory datagrams), medians over ``n`` handshakes.
+
+    Steps: c1 = client connection + Initial; s1 = server connection + its first flight;
+    c2 = client processes it (ours: and checks the server's id) and sends its Finished;
+    s2 = server processes that (ours: checks the client's id) and sends HANDSHAKE_DONE.
+    A dial waits for c1 + s1 + c2 (plus wake-ups and syscalls); s2 runs off its critical
+    path.  Load-robust (CPU time, one process); ``bare`` is plain ``QuicConnection`` with
+    the same configuration (no client certificate).
+    """
+    cls: type[QuicConnection] = MutualTlsConnection if kind == "ours" else QuicConnection
+    ccfg = make_configuration(Identity.generate(), is_client=True)
+    scfg = make_configuration(Identity.generate(), is_client=False)
+    client_addr, server_addr = (HOST, 1), (HOST, 2)
+    steps: list[list[float]] = [[], [], [], []]
+    clock = time.process_time
+    for i in range(warmup + n):
+        t0 = clock()
+        client = cls(configuration=ccfg)
+        client.connect(server_addr, now=0.0)
+        d1 = client.datagrams_to_send(now=0.0)
+        t1 = clock()
+        header = pull_quic_header(Buffer(data=d1[0][0]), host_cid_length=8)
+        server = cls(configuration=scfg, original_destination_connection_id=header.destination_cid)
+        for data, _ in d1:
+            server.receive_datagram(data, client_addr, now=0.001)
+        d2 = server.datagrams_to_send(now=0.001)
+        t2 = clock()
+        for data, _ in d2:
+            client.receive_datagram(data, server_addr, now=0.002)
+        if kind == "ours":
+            peer_id_from_connection(client)
+        d3 = client.datagrams_to_send(now=0.002)
+        t3 = clock()
+        for data, _ in d3:
+            server.receive_datagram(data, client_addr, now=0.003)
+        if kind == "ours":
+            peer_id_from_connection(server)
+        server.datagrams_to_send(now=0.003)
+        t4 = clock()
+        if i >= warmup:
+            for k, (a, b) in enumerate(((t0, t1), (t1, t2), (t2, t3), (t3, t4))):
+                steps[k].append(b - a)
+    c1, s1, c2, s2 = (statistics.median(v) for v in steps)
+    return c1, s1, c2, s2
+
+
+def print_critical_path(kind: str, c1: float, s1: float, c2: float, s2: float) -> None:
+    label = "ours" if kind == "ours" else "bare aioquic"
+    print(f"handshake CPU, sans IO, {label}: c1 {c1 * 1e3:.2f} + s1 {s1 * 1e3:.2f} + "
+          f"c2 {c2 * 1e3:.2f} = {(c1 + s1 + c2) * 1e3:.2f} ms on the dial's path; "
+          f"s2 {s2 * 1e3:.2f} ms after it")
 
 
 async def bench_rtt(n: int) -> list[float]:
@@ -227,7 +390,13 @@ async def main() -> None:
     ap.add_argument("--idle", type=int, default=500)
     ap.add_argument("--datagram-size", type=int, default=None,
                     help="QUIC max_datagram_size (default aioquic's 1200; 16383 = loopback max)")
+    ap.add_argument("--only-handshake", action="store_true",
+                    help="only the handshake figures (sans-IO CPU, two processes, one process)")
+    ap.add_argument("--serve", choices=["ours", "bare"], help=argparse.SUPPRESS)  # child mode
     args = ap.parse_args()
+    if args.serve:
+        await serve_child(args.serve)
+        return
     if args.quick:
         args.handshakes, args.pings, args.mb, args.rounds, args.idle = 10, 50, 2, 1, 50
 
@@ -235,6 +404,18 @@ async def main() -> None:
           f"load avg {os.getloadavg()[0]:.2f} at start")
     # CPU time per operation (both ends, this process) is robust to other load on the
     # machine; wall-clock medians are what a user sees and suffer from it.
+    for kind in ("bare", "ours"):
+        print_critical_path(kind, *critical_path_cpu(kind, max(args.handshakes, 50)))
+    for kind in ("bare", "ours"):
+        print_two_process(kind, *await two_process_handshake(kind, args.handshakes))
+    if args.only_handshake:
+        c0 = time.process_time()
+        hs = await bench_handshake(args.handshakes)
+        c1 = time.process_time()
+        print(f"handshake, one process: median {statistics.median(hs) * 1e3:.2f} ms, "
+              f"CPU {(c1 - c0) / args.handshakes * 1e3:.2f} ms/dial (both ends, incl. close)")
+        print(f"load avg {os.getloadavg()[0]:.2f} at end")
+        return
     cpu0 = time.process_time()
     bare_hs, _ = await bare_handshake_and_rtt(args.handshakes, 0)
     cpu1 = time.process_time()

@@ -31,10 +31,16 @@ after verification only.
 
 Identity gate
 -------------
-``verified`` resolves with the peer id once the handshake completed *and* the peer's
-certificate proved an Ed25519 key equal to ``expected_peer_id`` (when given).  Until
-then no stream data is delivered upward, and nothing upward sends any.  A failed check
-closes the connection with an application error and fails ``verified``.
+``verified`` resolves with the peer id once *this side's* TLS handshake completed and
+the peer's certificate proved an Ed25519 key equal to ``expected_peer_id`` (when given).
+Until then no stream data is delivered upward, and nothing upward sends any.  A failed
+check closes the connection with an application error and fails ``verified``.
+
+A client does not wait for HANDSHAKE_DONE (the server's acceptance of the client's
+certificate): what it sends after verifying the server reaches only that server, which
+cannot decrypt 1-RTT data before it has the client's Finished and delivers none before
+its own check of the client passed.  Waiting would cost half a round trip plus the
+server's processing on every dial.  docs/TRANSPORT.md, "Identity", gives the argument.
 """
 
 from __future__ import annotations
@@ -96,7 +102,6 @@ class QuicLink:
         self.remote_addr = remote_addr
         self.expected_peer_id = expected_peer_id
         self.peer_id: PeerId | None = None  # set once verified: the gate for stream data
-        self._proven_peer: PeerId | None = None
         self.keepalive_interval = keepalive_interval
         self.verified: asyncio.Future[PeerId] = self._loop.create_future()
         # Nobody may await a failed inbound handshake: mark its exception as seen.
@@ -136,8 +141,6 @@ class QuicLink:
             log.exception("QUIC rejected a datagram from %s", addr)
             return
         self._process_events()
-        if self.peer_id is None:
-            self._check_confirmed()
         if (self.lazy_transmit and self.peer_id is not None and self._transmit_handle is None
                 and self.quic._loss.bytes_in_flight == in_flight):
             # Nothing newly acknowledged or lost, so no window opened: only ACKs and
@@ -250,8 +253,6 @@ class QuicLink:
         event = self.quic.next_event()
         while event is not None:
             if isinstance(event, events.StreamDataReceived):
-                if self.peer_id is None:
-                    self._check_confirmed()
                 if self.peer_id is not None:
                     self._stream_data(event.stream_id, event.data, event.end_stream)
                 # before verification: dropped (nothing may flow before the id check)
@@ -287,22 +288,7 @@ class QuicLink:
                 self.verified.set_exception(exc)
             self.quic.close(error_code=IDENTITY_REJECTED, reason_phrase="identity rejected")
             return
-        self._proven_peer = peer_id
-        self._check_confirmed()
-
-    def _check_confirmed(self) -> None:
-        """Open the gate once the peer is proven *and* the handshake is confirmed.
-
-        A client's TLS completes before the server has checked the client's certificate
-        (TLS 1.3), so a client waits for HANDSHAKE_DONE (aioquic's private
-        ``_handshake_confirmed``): the server sends it only after accepting us, and our
-        server-side identity check closes the connection before it goes out.
-        """
-        if self._proven_peer is None or self.peer_id is not None:
-            return
-        if self.quic._is_client and not self.quic._handshake_confirmed:
-            return
-        self.peer_id = self._proven_peer
+        self.peer_id = peer_id
         if not self.verified.done():
             self.verified.set_result(self.peer_id)
 

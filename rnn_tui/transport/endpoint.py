@@ -54,6 +54,23 @@ MIN_INITIAL_SIZE = 1200
 SUPPORTED_VERSIONS = [0x00000001]  # QUIC v1 (RFC 9000)
 
 
+
+SOCKET_BUFFER = 4 << 20
+"""Receive and send buffer asked for the one UDP socket.  Linux's default (208 KiB) holds
+about 140 full packets: a burst from a fast peer, or a relay forwarding while our loop is
+busy, overflows it and QUIC takes the losses as congestion.  The kernel caps the request at
+``net.core.rmem_max``/``wmem_max``; operators of busy relays raise those (docs/TRANSPORT.md).
+"""
+
+
+def _grow_buffers(sock: socket.socket) -> None:
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        try:
+            if sock.getsockopt(socket.SOL_SOCKET, option) < SOCKET_BUFFER:
+                sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+        except OSError as exc:  # a restricted sandbox: the default still works
+            log.debug("cannot grow the UDP socket buffer: %s", exc)
+
 class QuicSink(Protocol):
     """What the endpoint needs from a QUIC connection driver."""
 
@@ -104,6 +121,7 @@ class UdpEndpoint(asyncio.DatagramProtocol):
         """
         loop = asyncio.get_running_loop()
         sock = self._make_socket(host, port, dual_stack)
+        _grow_buffers(sock)
         await loop.create_datagram_endpoint(lambda: self, sock=sock)
         return self.local_addr
 

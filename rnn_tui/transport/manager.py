@@ -183,7 +183,12 @@ class Transport:
         conn.connect()
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.shield(conn.verified)
+                # Awaited directly, not through shield(): the dial then resumes in the loop
+                # iteration right after the one that verified the server, *before* the link's
+                # deferred transmit of our Finished, so a request the caller makes at once
+                # leaves in the same datagram.  A timeout cancels ``verified``; the link
+                # tolerates that (it only ever resolves a future that is not done).
+                await conn.verified
         except TimeoutError:
             self._pending.discard(conn)
             await conn.close(reason="handshake timed out", timeout=0.2)
@@ -192,6 +197,11 @@ class Transport:
         except (RemoteProtocolError, ConnectionClosed):
             self._pending.discard(conn)
             await conn.close(reason="identity rejected", timeout=0.5)
+            raise
+        except asyncio.CancelledError:
+            # the caller gave up: no half-open connection is left behind
+            self._pending.discard(conn)
+            conn.begin_close(reason="dial cancelled")
             raise
         self._promote(conn)
         return conn

@@ -13,6 +13,8 @@ Private aioquic attributes used (pinned by ``aioquic>=1.7,<1.8`` and by
   certificate when this is set.  The TLS context is created in
   ``QuicConnection._initialize``, so :class:`MutualTlsConnection` sets it right after.
 - ``Context._peer_certificate``: the certificate the peer presented.
+- ``Context._supported_groups``: set to X25519 alone (see :class:`MutualTlsConnection`).
+- ``QuicConnection._local_active_connection_id_limit``: lowered to 2 (same place).
 
 No session tickets and no 0-RTT: a resumed session carries no certificate, so we never
 pass a ticket handler or a ticket.
@@ -22,9 +24,12 @@ from __future__ import annotations
 
 import datetime
 import ssl
+from typing import Any
 
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicProtocolVersion
+from aioquic.tls import Group
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
@@ -34,14 +39,17 @@ from rnn_tui.errors import RemoteProtocolError
 from rnn_tui.identity import Identity, PeerId
 
 __all__ = [
+    "ACTIVE_CONNECTION_ID_LIMIT",
     "ALPN",
     "DEFAULT_MAX_DATA",
     "DEFAULT_MAX_STREAM_DATA",
     "MAX_DATAGRAM_FRAME_SIZE",
+    "KEY_EXCHANGE_GROUPS",
     "make_certificate",
     "make_configuration",
     "MutualTlsConnection",
     "peer_id_from_connection",
+    "QUIC_VERSIONS",
 ]
 
 ALPN = "remote-network/1"
@@ -54,6 +62,15 @@ CERT_VALIDITY = datetime.timedelta(days=3650)
 #: Advertising it is what tells a peer it may send them (sending one to a peer that did
 #: not advertise it kills the connection); it is larger than any packet we use.
 MAX_DATAGRAM_FRAME_SIZE = 65535
+#: QUIC v1 only, as the endpoint's demultiplexer (``endpoint.SUPPORTED_VERSIONS``).
+#: aioquic's default also lists v2, which costs a second set of Initial keys per
+#: connection on both sides and is never negotiated between our nodes.
+QUIC_VERSIONS = [QuicProtocolVersion.VERSION_1]
+#: The active_connection_id_limit we announce (RFC 9000's minimum).  aioquic's 8 makes
+#: each side issue 7 spare connection ids right after the handshake (NEW_CONNECTION_ID
+#: frames, one endpoint-table entry each); nothing here rotates ids, so one spare (for a
+#: peer that does) is enough.
+ACTIVE_CONNECTION_ID_LIMIT = 2
 
 
 def make_certificate(identity: Identity) -> tuple[x509.Certificate, ed25519.Ed25519PrivateKey]:
@@ -99,6 +116,7 @@ def make_configuration(
         max_stream_data=max_stream_data,
         max_data=max_data,
         max_datagram_frame_size=max_datagram_frame_size,
+        supported_versions=list(QUIC_VERSIONS),
     )
     if max_datagram_size is not None:
         config.max_datagram_size = max_datagram_size
@@ -107,14 +125,31 @@ def make_configuration(
     return config
 
 
+#: The one key-exchange group we offer and accept.  aioquic's default client offers key
+#: shares for P-256, P-384, X25519 and X448; generating the P-384 and X448 keys costs
+#: ~0.6 ms of CPU per dial on the critical path and the server only ever uses one.
+#: X25519 is a 128-bit-secure group like P-256 (equal cost here) and the usual first
+#: choice of TLS stacks.  Older nodes offer X25519 among their shares, so both
+#: directions still interoperate.
+KEY_EXCHANGE_GROUPS = [Group.X25519]
+
+
 class MutualTlsConnection(QuicConnection):
     """A QuicConnection whose server side requests the client's certificate.
 
-    The flag lives on the TLS context, which aioquic creates lazily in ``_initialize``.
+    The flags live on the TLS context, which aioquic creates lazily in ``_initialize``:
+    the server asks for a client certificate, and both sides offer/accept X25519 only.
+    The announced active_connection_id_limit is set before aioquic serialises its
+    transport parameters (also in ``_initialize``).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._local_active_connection_id_limit = ACTIVE_CONNECTION_ID_LIMIT
 
     def _initialize(self, peer_cid: bytes) -> None:
         super()._initialize(peer_cid)
+        self.tls._supported_groups = list(KEY_EXCHANGE_GROUPS)
         if not self._is_client:
             self.tls._request_client_certificate = True
 

@@ -11,8 +11,14 @@ from aioquic.quic.configuration import QuicConfiguration
 from transport_helpers import LOOPBACK, Probe, eventually, running
 
 from rnn_tui.errors import PeerIdMismatch, RequestTimeout
-from rnn_tui.identity import Identity
-from rnn_tui.transport import ConnectionClosed, PeerConnected, PeerDisconnected, TransportEvent
+from rnn_tui.identity import Identity, PeerId
+from rnn_tui.transport import (
+    ConnectionClosed,
+    PeerConnected,
+    PeerDisconnected,
+    Transport,
+    TransportEvent,
+)
 from rnn_tui.transport.connection import IDENTITY_REJECTED
 from rnn_tui.transport.framing import Flags, Frame, encode_frame
 from rnn_tui.transport.messages import PeerRecord, Ping, ServiceCatalog
@@ -75,17 +81,85 @@ async def test_client_without_certificate_is_refused() -> None:
         assert server.connections() == [] and calls == []  # no application data was handled
 
 
-async def test_certificate_for_a_key_not_held_fails_the_dial() -> None:
+async def test_certificate_for_a_key_not_held_gets_nothing_through() -> None:
+    """A thief's dial returns (it verified the server), but nothing it sends is handled.
+
+    The dialler does not wait for HANDSHAKE_DONE (docs/TRANSPORT.md, "Identity"), so the
+    thief's dial returns and its request goes out right behind its forged CertificateVerify.  The server's TLS
+    rejects the signature, never installs the 1-RTT key and closes the connection.
+    """
     async with running(2) as (a, b):
+        calls: list[object] = []
+
+        async def record(conn, msg):  # type: ignore[no-untyped-def]
+            calls.append(msg)
+            return msg
+
+        b.handlers.on_request(Probe, record)
         victim = Identity.generate()
         victim_cert, _ = make_certificate(victim)
         _, own_key = make_certificate(a.identity)
         # a pretends to be the victim: the certificate names the victim's key, signed by a's
         a._client_config = make_configuration(a.identity, is_client=True,
                                               certificate=(victim_cert, own_key))
-        with pytest.raises((ConnectionClosed, RequestTimeout)):
-            await a.dial(b.endpoint.local_addr, timeout=3)
-        assert b.connections() == []
+        # the dial returns before the refusal can arrive: the dialler has resumed by the
+        # time the server's answer to its Finished is read
+        conn = await a.dial(b.endpoint.local_addr, timeout=3)
+        with pytest.raises(ConnectionClosed):
+            await conn.request(Probe(b"let me in"), timeout=3)
+        assert conn.closed.is_set()
+        await asyncio.sleep(0.1)
+        assert b.connections() == [] and calls == []
+
+
+async def test_request_sent_right_after_dial_is_handled_after_the_server_verified() -> None:
+    """The first request may share a datagram with the client's Finished: it still waits
+    for the server's own check, and the handler sees the proven client id."""
+    async with running(2) as (a, b):
+        seen: list[tuple[object, bool]] = []
+
+        async def record(conn, msg):  # type: ignore[no-untyped-def]
+            seen.append((conn.peer_id, conn.is_open))
+            return msg
+
+        b.handlers.on_request(Probe, record)
+        for _ in range(5):
+            conn = await a.dial(b.endpoint.local_addr, expected_peer_id=b.identity.peer_id)
+            assert await conn.request(Probe(b"first"), timeout=5) == Probe(b"first")
+            await conn.close()
+        assert seen == [(a.identity.peer_id, True)] * 5
+
+
+async def test_server_refusing_the_dialler_closes_the_returned_connection() -> None:
+    """A server that refuses our certificate after we verified it (here: one expecting
+    another client id) ends the dialled connection; requests fail, nothing is handled."""
+    async with running(2) as (a, b):
+        calls: list[object] = []
+
+        async def record(conn, msg):  # type: ignore[no-untyped-def]
+            calls.append(msg)
+            return msg
+
+        b.handlers.on_request(Probe, record)
+        original = b._make_connection
+
+        def expect_someone_else(*args, **kwargs):  # type: ignore[no-untyped-def]
+            conn = original(*args, **kwargs)
+            if not kwargs["outbound"]:
+                conn.expected_peer_id = Identity.generate().peer_id
+            return conn
+
+        b._make_connection = expect_someone_else  # type: ignore[method-assign]
+        events: list[TransportEvent] = []
+        a.add_listener(events.append)
+        conn = await a.dial(b.endpoint.local_addr, expected_peer_id=b.identity.peer_id,
+                            timeout=3)
+        with pytest.raises(ConnectionClosed):
+            await conn.request(Probe(b"hello"), timeout=3)
+        assert conn.closed.is_set() and "identity rejected" in conn.close_reason
+        assert isinstance(events[-1], PeerDisconnected)
+        await asyncio.sleep(0.1)
+        assert b.connections() == [] and calls == []
 
 
 async def test_builtin_messages() -> None:
@@ -139,6 +213,23 @@ async def test_dial_to_a_silent_port_times_out() -> None:
             with pytest.raises(RequestTimeout, match="handshake"):
                 await a.dial(silent.getsockname(), timeout=0.5)
         assert a.connections() == []
+
+
+async def test_cancelled_dial_leaves_no_pending_connection() -> None:
+    async with running(1) as (a,):
+        silent = await asyncio.get_running_loop().create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=(LOOPBACK, 0))
+        try:
+            port = silent[0].get_extra_info("sockname")[1]
+            dial = asyncio.create_task(a.dial((LOOPBACK, port), timeout=5))
+            await eventually(lambda: len(a._pending) == 1)
+            dial.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await dial
+            assert a._pending == set()
+            await eventually(lambda: not a.endpoint._sinks)  # its CIDs are gone too
+        finally:
+            silent[0].close()
 
 
 async def test_keepalive_holds_an_idle_connection_and_idle_timeout_ends_a_dead_one() -> None:
@@ -226,3 +317,75 @@ async def test_finished_exchanges_leave_no_stream_state() -> None:
         # session state is gone on both sides, and so are aioquic's stream objects
         await eventually(lambda: not conn._streams and not server._streams)
         await eventually(lambda: not conn.quic._streams and not server.quic._streams)
+
+
+def _send_on_verified(transport: Transport, frame: bytes) -> None:
+    """Make ``transport``'s next dial write ``frame`` on a new stream the moment its side of
+    the handshake verifies, before the deferred transmit: the request then leaves in the
+    same datagram as the client's Finished (the earliest a dialler can send anything)."""
+    original = transport._make_connection
+
+    def make(*args, **kwargs):  # type: ignore[no-untyped-def]
+        conn = original(*args, **kwargs)
+
+        def send(fut: asyncio.Future[PeerId]) -> None:
+            if not fut.cancelled() and fut.exception() is None:
+                sid = conn.quic.get_next_available_stream_id()
+                conn.quic.send_stream_data(sid, frame, end_stream=True)
+
+        conn.verified.add_done_callback(send)
+        return conn
+
+    transport._make_connection = make  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("server_accepts", [True, False])
+async def test_data_coalesced_with_the_client_finished_waits_for_the_server_check(
+        server_accepts: bool) -> None:
+    """The server's gate, proven on the earliest possible application data: accepted, it
+    is handled with the proven client id; refused, it is never handled."""
+    async with running(2) as (a, b):
+        seen: list[object] = []
+
+        async def record(conn, msg):  # type: ignore[no-untyped-def]
+            seen.append(conn.peer_id)
+            return msg
+
+        b.handlers.on_request(Probe, record)
+        if not server_accepts:
+            original = b._make_connection
+
+            def expect_someone_else(*args, **kwargs):  # type: ignore[no-untyped-def]
+                conn = original(*args, **kwargs)
+                conn.expected_peer_id = Identity.generate().peer_id
+                return conn
+
+            b._make_connection = expect_someone_else  # type: ignore[method-assign]
+        _send_on_verified(a, encode_frame(Frame(Probe.TYPE, Flags.NONE, 7, b"early")))
+        conn = await a.dial(b.endpoint.local_addr, expected_peer_id=b.identity.peer_id)
+        if server_accepts:
+            await eventually(lambda: seen == [a.identity.peer_id])
+        else:
+            await eventually(lambda: conn.closed.is_set())
+            await asyncio.sleep(0.1)
+            assert seen == [] and b.connections() == []
+
+
+async def test_dial_returns_before_the_finished_leaves_so_a_first_request_shares_it() -> None:
+    """The dialler resumes in the iteration after the server was verified, while the link's
+    deferred transmit (our Finished) is still pending: a request made at once is written
+    before that transmit runs, so both leave in one datagram."""
+    async with running(2) as (a, b):
+        conn = await a.dial(b.endpoint.local_addr, expected_peer_id=b.identity.peer_id)
+        pending = conn._transmit_handle
+        assert pending is not None  # the Finished is not out yet
+        written_while_pending: list[bool] = []
+        send_stream_data = conn.quic.send_stream_data
+
+        def record(*args, **kwargs):  # type: ignore[no-untyped-def]
+            written_while_pending.append(conn._transmit_handle is pending)
+            return send_stream_data(*args, **kwargs)
+
+        conn.quic.send_stream_data = record  # type: ignore[method-assign]
+        assert await conn.request(Ping(b"first"), timeout=5) is not None
+        assert written_while_pending[:1] == [True]

@@ -19,12 +19,16 @@ from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.packet import pull_quic_header
+from aioquic.tls import Group
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from rnn_tui.errors import RemoteProtocolError
 from rnn_tui.identity import Identity
 from rnn_tui.transport.tls import (
+    ACTIVE_CONNECTION_ID_LIMIT,
     ALPN,
+    KEY_EXCHANGE_GROUPS,
+    QUIC_VERSIONS,
     MutualTlsConnection,
     make_certificate,
     make_configuration,
@@ -107,8 +111,62 @@ def test_mutual_handshake_proves_both_ids() -> None:
     assert completed(client) and completed(server)
     assert peer_id_from_connection(client) == b.peer_id
     assert peer_id_from_connection(server) == a.peer_id  # the server asked for it
-    # pinned private flag: the client's "server accepted us" signal (HANDSHAKE_DONE)
-    assert client._handshake_confirmed
+
+
+def test_only_x25519_is_offered_and_used() -> None:
+    """Pins ``tls._supported_groups``: one key share (no P-256/P-384/X448 key generated)."""
+    a, b = Identity.generate(), Identity.generate()
+    client = MutualTlsConnection(configuration=make_configuration(a, is_client=True))
+    server = run_handshake(client, server_of(b))
+    assert completed(client) and completed(server)
+    for side in (client, server):
+        assert side.tls._supported_groups == KEY_EXCHANGE_GROUPS == [Group.X25519]
+        assert side.tls._x25519_private_key is not None
+        assert side.tls._ec_private_keys == [] and side.tls._x448_private_key is None
+
+
+def test_quic_v1_only_and_two_active_connection_ids() -> None:
+    """Pins ``_local_active_connection_id_limit``: each side issues one spare CID, not 7,
+    and only v1 Initial keys are set up."""
+    a, b = Identity.generate(), Identity.generate()
+    client = MutualTlsConnection(configuration=make_configuration(a, is_client=True))
+    server = run_handshake(client, server_of(b))
+    assert completed(client) and completed(server)
+    for side, other in ((client, server), (server, client)):
+        assert side.configuration.supported_versions == QUIC_VERSIONS == [1]
+        assert list(side._cryptos_initial) == [1] and side._version == 1
+        assert side._local_active_connection_id_limit == ACTIVE_CONNECTION_ID_LIMIT == 2
+        assert other._remote_active_connection_id_limit == 2  # what the peer was told
+        assert len(side._host_cids) == 2  # the handshake CID + one spare
+        assert len(other._peer_cid_available) == 1
+
+
+@pytest.mark.parametrize("plain_side", ["client", "server"])
+def test_x25519_only_interoperates_with_aioquic_default_groups(plain_side: str) -> None:
+    """A peer with aioquic's default groups, versions and CID limit (an older node) still
+    completes a handshake in either role."""
+    a, b = Identity.generate(), Identity.generate()
+    old_defaults = QuicConfiguration(is_client=True).supported_versions
+    assert len(old_defaults) > 1
+    client_config = make_configuration(a, is_client=True)
+    client_cls: type[QuicConnection] = MutualTlsConnection
+    server_cls: type[QuicConnection] = MutualTlsConnection
+    if plain_side == "client":
+        client_config.supported_versions = old_defaults
+        client_cls = QuicConnection
+    else:
+        server_cls = QuicConnection
+    client = client_cls(configuration=client_config)
+    server_config = make_configuration(b, is_client=False)
+    if plain_side == "server":
+        server_config.supported_versions = old_defaults
+    server = run_handshake(client, partial(server_cls, configuration=server_config))
+    assert completed(client) and completed(server)
+    assert peer_id_from_connection(client) == b.peer_id
+    assert server.tls._x25519_private_key is not None  # X25519 chosen either way
+    exchange(client, server)  # spare CIDs within each side's announced limit: no error
+    assert not any(isinstance(e, events.ConnectionTerminated)
+                   for side in (client, server) for e in drain(side))
 
 
 def test_plain_aioquic_server_would_not_ask_for_a_client_certificate() -> None:
@@ -138,7 +196,7 @@ def test_certificate_for_a_key_not_held_fails_the_handshake() -> None:
     client = MutualTlsConnection(configuration=make_configuration(
         thief, is_client=True, certificate=(victim_cert, thief_key)))
     server = run_handshake(client, server_of(server_id))
-    assert not client._handshake_confirmed  # so the dialler never opens its gate
+    assert not client._handshake_confirmed  # the server never accepted the thief
     assert not completed(server)
     assert terminated_by_decrypt_error(server)
 
