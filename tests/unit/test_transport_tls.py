@@ -254,3 +254,16 @@ def test_pinned_send_buffer_fields_used_for_pacing() -> None:
     assert sender._buffer_stop - sender._buffer_start == 100_000  # written, unacknowledged
     exchange(client, server)
     assert sender._buffer_stop - sender._buffer_start == 0  # everything acknowledged
+
+
+def test_aioquic_frame_epochs_are_memoized_and_unchanged() -> None:
+    """tls.py memoizes aioquic's pure ``EPOCHS``: still present, cached, same results."""
+    import aioquic.quic.connection as qc
+
+    import rnn_tui.transport.tls  # noqa: F401  (applies the memoization)
+
+    assert hasattr(qc.EPOCHS, "cache_info")
+    original = qc.EPOCHS.__wrapped__
+    for shortcut in ("IH01", "IH1", "01", "1", "0", "H1"):
+        assert qc.EPOCHS(shortcut) == original(shortcut)
+        assert qc.EPOCHS(shortcut) is qc.EPOCHS(shortcut)
