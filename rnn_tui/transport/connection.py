@@ -66,6 +66,9 @@ Addr = tuple[str, int]
 PathSender = Callable[[bytes, Addr], None]
 #: QUIC application error code used when a peer fails the identity check.
 IDENTITY_REJECTED = 0x1
+#: A verified connection whose peer sent nothing for this long while we had data in flight
+#: (a request, a transfer, a keepalive PING) is closed as dead; see ``_declare_dead``.
+DISCONNECT_TIMEOUT = 10.0
 #: UDP payload of a link once it carries DATAGRAM frames: 1500 (MTU) - 40 (IPv6) - 8 (UDP).
 DATAGRAM_LINK_PACKET_SIZE = 1452
 #: Datagrams waiting in aioquic (congestion window full) beyond this are dropped.
@@ -109,6 +112,7 @@ class QuicLink:
         self.closed = asyncio.Event()
         self.close_reason = ""
         self.last_received = self._loop.time()
+        self.last_heard = self.last_received  # only real packets move this (not keepalives)
         self._on_cid_issued = on_cid_issued
         self._on_cid_retired = on_cid_retired
         self._on_terminated = on_terminated
@@ -133,7 +137,7 @@ class QuicLink:
 
     def datagram_received(self, data: bytes, addr: Addr) -> None:
         now = self._loop.time()
-        self.last_received = now
+        self.last_received = self.last_heard = now
         in_flight = self.quic._loss.bytes_in_flight
         try:
             self.quic.receive_datagram(data, addr, now=now)
@@ -239,6 +243,11 @@ class QuicLink:
         self._timer = None
         self._timer_at = None
         self.quic.handle_timer(now=now)
+        if (self.peer_id is not None and not self.closed.is_set()
+                and self.quic._loss.bytes_in_flight > 0
+                and now - self.last_heard >= DISCONNECT_TIMEOUT):
+            self._declare_dead(now)
+            return
         if (self.keepalive_interval is not None and self.peer_id is not None
                 and not self.closed.is_set()
                 and now >= self.last_received + self.keepalive_interval):
@@ -291,6 +300,21 @@ class QuicLink:
         self.peer_id = peer_id
         if not self.verified.done():
             self.verified.set_result(self.peer_id)
+
+    def _declare_dead(self, now: float) -> None:
+        """The peer stopped answering while we wait for acknowledgements: close now.
+
+        Why: aioquic only gives up at the idle timeout (60 s), so a crashed peer, or a relay
+        that vanished under a relayed connection, would hold every request on it for a
+        minute.  Loss recovery keeps probing (PTOs) while data is unacknowledged; when
+        nothing at all came back for ``DISCONNECT_TIMEOUT`` the path is dead, as msquic's
+        disconnect timeout decides.
+        """
+        reason = (f"peer stopped answering: nothing received for {now - self.last_heard:.0f} s "
+                  f"with data unacknowledged")
+        self.quic.close(error_code=0, reason_phrase=reason)
+        self.transmit()  # the CONNECTION_CLOSE, in case the path comes back
+        self._terminate(reason)
 
     def _terminate(self, reason: str) -> None:
         if self.closed.is_set():

@@ -48,11 +48,11 @@ log = logging.getLogger(__name__)
 CHUNK_SIZE = 256 * 1024
 """256 KiB: the transport's stream credit (16 chunks) then buffers at most 4 MiB per pull."""
 WRITE_BATCH = 4
+"""Verified chunks handed to the receiving worker thread at once (and before every Ack)."""
 FLUSH_EVERY = 32 << 20
 """Bytes written to a partial file between background ``fdatasync`` calls: the kernel only
 starts writeback on its own at ``dirty_background_ratio`` (GiBs on a big host), so without
 these the one fsync before the rename would flush the whole object while the sender waits."""
-"""Verified chunks handed to the receiving worker thread at once (and before every Ack)."""
 WINDOW = 32
 """The sender holds at most 32 chunks (8 MiB); 16 measured 71 % of bare QUIC with 16 KiB
 datagrams, 32 reaches parity (docs/perf/workflow_orchestration.md)."""

@@ -119,3 +119,50 @@ def test_a_relay_node_holds_its_reservation_limit_under_a_flood(tmp_path: Path) 
     finally:
         log = node.stop()
     assert "Traceback" not in log, log
+
+
+async def _request_through_a_relay_that_dies(node: LocalNode, addr: tuple[str, int],
+                                             relay: PeerId) -> tuple[str, float]:
+    from transport_helpers import Probe
+
+    from rnn_tui.transport.session import PeerConnection
+
+    async with running(2) as (a, b):
+        to_relay_b = await b.dial(addr, expected_peer_id=relay, timeout=10)
+        await RelayClient(b).reserve(to_relay_b, timeout=10)
+
+        async def slow(conn: PeerConnection, msg: Probe) -> Probe:
+            await asyncio.sleep(120)
+            return msg
+        b.handlers.on_request(Probe, slow)
+        to_relay_a = await a.dial(addr, expected_peer_id=relay, timeout=10)
+        conn = await RelayClient(a).dial_via(to_relay_a, b.identity.peer_id)
+        pending = asyncio.ensure_future(conn.request(Probe(b"x" * 10_000), timeout=100))
+        await asyncio.sleep(0.5)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        os.kill(node.proc.pid, signal.SIGKILL)  # a crash: no CONNECTION_CLOSE to anyone
+        try:
+            await pending
+        except RnnError as exc:
+            return str(exc), loop.time() - started
+        return "answered", loop.time() - started
+
+
+def test_a_relay_killed_mid_request_fails_the_relayed_connection_with_a_reason(
+        tmp_path: Path) -> None:
+    """kill -9 of the relay: the relayed request ends with an error naming the cause well
+    before its own timeout (100 s) and the QUIC idle timeout (60 s): no hang."""
+    node = LocalNode(tmp_path / "relay", "")
+    try:
+        status = node.wait_status()
+        host, port = str(status["listen"]).rsplit(":", 1)
+        relay = PeerId.parse(str(status["peer_id"]))
+        error, waited = asyncio.run(_request_through_a_relay_that_dies(
+            node, (host, int(port)), relay))
+    finally:
+        node.stop()
+    assert error != "answered"
+    # our dead-peer rule (DISCONNECT_TIMEOUT), not aioquic's idle timeout, ended it
+    assert "stopped answering" in error, error
+    assert waited < 40, f"the relayed request hung for {waited:.0f} s: {error}"
