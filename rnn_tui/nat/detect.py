@@ -134,6 +134,8 @@ class NatDetector:
     def dial_back(self, prober: Addr, target: Addr, now: float) -> None:
         """A peer reached us unsolicited at ``target`` (an address we never sent to).
 
+        ``prober``: the address of the peer we *asked* (the driver passes that, not the
+        probe's source, which the asked peer picks), so agreement needs distinct asked IPs.
         It counts towards ``PUBLIC`` only while ``target`` is our agreed external address.
         """
         rep = check_addr(prober)

@@ -15,8 +15,10 @@ sent to), so a NAT's filter would drop it.  When it arrives here we check:
   target from us), so nobody can use dial-back to make a node spray packets elsewhere.
 
 One peer can lie (it can send the probe from a host it controls while we are firewalled),
-so the detector wants confirmations from ``min_agree`` distinct prober IPs before it calls
-us ``PUBLIC``.  The serving side is rate limited per requester IP and overall; beyond the
+so the detector wants confirmations from ``min_agree`` distinct *asked* peers' IPs before
+it calls us ``PUBLIC`` (the driver attributes a confirmation to the peer asked, not to the
+probe's source).  Limit: the probe leaves from the asked peer's own IP, so a NAT that
+filters by IP only (not port) admits it; docs/NAT_TRAVERSAL.md §1 names that gap.  The serving side is rate limited per requester IP and overall; beyond the
 limits a request is refused with the reason.
 """
 

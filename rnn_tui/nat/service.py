@@ -501,7 +501,9 @@ class NatService:
             log.info("dial-back: reached unsolicited at %s:%d from %s:%d", out.target[0],
                      out.target[1], out.prober[0], out.prober[1])
             self.dial_backs.append(out)
-            self.detector.dial_back(out.prober, out.target, self._loop.time())
+            # attributed to the peer we asked, not to the probe's source, which that peer
+            # chooses: one peer probing from two IPs it owns must not count twice
+            self.detector.dial_back(out.asked, out.target, self._loop.time())
             self._drain()
         else:
             log.debug("dial-back probe from %s ignored: %s", addr, out.reason)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import math
@@ -169,6 +170,18 @@ class _Held:
     @property
     def key(self) -> tuple[str, str]:
         return (self.request.run_id, self.request.job)
+
+
+def executor_job_id(requester: PeerId, run_id: str, job: str, attempt: int) -> str:
+    """The job's id on this executor: workspace directory, container name and labels.
+
+    Readable (run, job, attempt with unsafe characters replaced) plus a hash of the exact
+    tuple, so that two jobs whose names sanitise alike (a replica ``calc#2`` and a job
+    ``calc_2``), or long names cut at the same place, never share a workspace or container.
+    """
+    readable = _SAFE.sub("_", f"{run_id}-{job}-{attempt}")[:100]
+    digest = hashlib.sha256("\x1f".join((str(requester), run_id, job, str(attempt))).encode())
+    return f"{readable}-{digest.hexdigest()[:12]}"
 
 
 def _with_mounts(service: Service, mounts: tuple[tuple[str, MountDirection], ...]) -> Service:
@@ -311,7 +324,7 @@ class ExecutorService:
                        overrides_command=bool(cmd.args))
         except JobRefused as exc:
             return refuse(exc.reason)
-        job_id = _SAFE.sub("_", f"{cmd.run_id}-{cmd.job}-{cmd.attempt}")[:120]
+        job_id = executor_job_id(requester, cmd.run_id, cmd.job, cmd.attempt)
         try:
             ws = await asyncio.to_thread(self.runtime.workspace, job_id, service)
         except (RnnError, OSError) as exc:
@@ -320,6 +333,8 @@ class ExecutorService:
         self._held[(cmd.run_id, cmd.job)] = held
         held.mark("accepted")
         await self._record(held)  # accepted only once the journal knows it
+        if self._held.get(held.key) is not held:  # cancelled (and dropped) meanwhile
+            return refuse("the job was cancelled while it was being accepted")
         self._prepare(held)
         log.info("accepted job %s of run %s from %s (service %s)", cmd.job, cmd.run_id,
                  requester.short, service.name)
@@ -484,7 +499,8 @@ class ExecutorService:
         held.marks.extend(result.phases)
         held.mark("run_returned")
         self._flush_partial(held)
-        if held.feed is not None and held.feed.failed and result.outcome is not JobOutcome.COMPLETED:
+        if held.feed is not None and held.feed.failed:
+            # even if the container exited 0: it saw EOF on a truncated input
             return 125, f"streamed input failed: {held.feed.failed}"
         # hashed by the runtime while the job wrote them: no second pass over the files
         held.outputs["STDOUT"] = _hashed(result.stdout_path, result.stdout_bytes,

@@ -83,17 +83,23 @@ def tally(primary: Vote, others: Sequence[Vote], sources: Sequence[str], quorum:
         return tuple((source, got.get(source, "")) for source in sources)
 
     mine = key(primary)
-    agree, pending = 1, 0
+    # one vote per executor: a replica retried onto a peer that already voted (or one peer
+    # holding two replicas) must not let a single executor make the quorum on its own
+    agreeing: set[PeerId | None] = {primary.executor}
+    pending = 0
     voters = [primary]
     for vote in others:
         if vote.outputs is not None:
             voters.append(vote)
-            agree += key(vote) == mine
+            if key(vote) == mine and vote.executor is not None:
+                agreeing.add(vote.executor)
         elif not vote.finished:
             pending += 1
+    agree = len(agreeing)
     total = 1 + len(others)
     if agree >= quorum:
-        return Verdict(True, True, f"{agree} of {total} replicas agree on its outputs")
+        return Verdict(True, True, f"{agree} of {total} replicas, on {agree} distinct peers, "
+                                   f"agree on its outputs")
     if agree + pending >= quorum:
         return Verdict(False, False, "")
 
@@ -107,4 +113,4 @@ def tally(primary: Vote, others: Sequence[Vote], sources: Sequence[str], quorum:
     failed = total - len(voters)
     extra = f"; {failed} replica(s) produced nothing" if failed else ""
     return Verdict(True, False, "outputs disagree: " + ", ".join(describe(v) for v in voters)
-                   + f" (need {quorum} of {total} to agree{extra})")
+                   + f" (need {quorum} of {total}, on distinct peers, to agree{extra})")

@@ -133,6 +133,7 @@ class _Outgoing:
     source: StreamSource | None = None
     sent: list[int] = field(default_factory=list)
     resume_points: list[int] = field(default_factory=list)
+    fd_closed: bool = False  # set on the loop just before ``fd`` is closed
 
 
 @dataclass(eq=False, slots=True)
@@ -180,8 +181,12 @@ def _flush(fd: int) -> None:
 
 
 def _read_chunks(fd: int, offset: int, size: int, chunk_size: int) -> tuple[bytes, list[bytes]]:
-    """Read ``size`` bytes at ``offset`` and hash each whole chunk (a worker thread)."""
-    data = os.pread(fd, size, offset)
+    """Read ``size`` bytes at ``offset`` and hash each whole chunk (a worker thread); closes
+    ``fd``, a duplicate made for this read."""
+    try:
+        data = os.pread(fd, size, offset)
+    finally:
+        os.close(fd)  # the caller's dup
     view = memoryview(data)
     digests = [hashlib.sha256(view[i:i + chunk_size]).digest()
                for i in range(0, len(data) - chunk_size + 1, chunk_size)]
@@ -245,6 +250,7 @@ class TransferService:
             return await self._send(out, transfer_id)
         finally:
             self._outgoing.pop(transfer_id, None)
+            out.fd_closed = True  # readers in threads hold their own dup (``_on_pull``)
             os.close(fd)
 
     async def send_stream(self, peer: PeerId, source: StreamSource, *, transfer_id: str,
@@ -375,10 +381,16 @@ class TransferService:
                 if offset >= out.size:
                     sender.finish()
                     break
-                # read and hash in a thread: the loop keeps moving QUIC meanwhile
+                # read and hash in a thread: the loop keeps moving QUIC meanwhile; on a dup
+                # of the fd, so that send_file closing its fd (a cancelled delivery) can
+                # never leave the thread reading whatever file reuses that number
+                if out.fd_closed:
+                    sender.abort("the sending job was stopped")
+                    break
                 data, digests = await asyncio.to_thread(
-                    _read_chunks, out.fd, offset, min(want, self.chunk_size * 4,
-                                                      out.size - offset), self.chunk_size)
+                    _read_chunks, os.dup(out.fd), offset, min(want, self.chunk_size * 4,
+                                                              out.size - offset),
+                    self.chunk_size)
                 if sender.finished or sender.read_offset != offset:
                     break  # a resume moved the read point while we read: read again
                 if not data:

@@ -51,7 +51,7 @@ def test_agreeing_replicas_complete_the_job(mesh: tuple[NodeProcess, list[NodePr
     jobs = {j["job"]: j for j in status["jobs"]}
     assert set(jobs) == {"calc", "calc#2"}
     assert jobs["calc"]["executor"] != jobs["calc#2"]["executor"]
-    assert "2 of 2 replicas agree" in jobs["calc"]["reason"]
+    assert "2 of 2 replicas, on 2 distinct peers, agree" in jobs["calc"]["reason"]
     results = requester.call("run", "results", run_id)
     assert Path(results["files"][0]["path"]).read_text() == "42\n"
     res = requester.rnn("run", "receipts", run_id, "--verify", "--json")
@@ -72,7 +72,7 @@ def test_disagreeing_replicas_fail_the_job_naming_the_hashes(
     calc = next(j for j in status["jobs"] if j["job"] == "calc")
     assert calc["status"] == "ERRORED"
     assert calc["reason"].startswith("outputs disagree: peer "), calc
-    assert calc["reason"].count(" sha ") == 2 and "need 2 of 2 to agree" in calc["reason"]
+    assert calc["reason"].count(" sha ") == 2 and "need 2 of 2, on distinct peers, to agree" in calc["reason"]
 
 
 def test_a_finished_run_is_evicted_from_memory_and_read_back(

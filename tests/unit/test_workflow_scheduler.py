@@ -623,7 +623,7 @@ def test_redundant_job_completes_when_a_majority_agrees() -> None:
     s.handle_timer(1.5)  # calc waits for votes, not heartbeats
     _done(s, starts["calc#2"], "aa" * 32, 2.0)
     assert s.job("calc").status is JobStatus.COMPLETED
-    assert "2 of 3 replicas agree" in s.job("calc").reason
+    assert "2 of 3 replicas, on 2 distinct peers, agree" in s.job("calc").reason
     commands = drain(s)
     assert any(isinstance(c, StartJob) and c.job == "use" for c in commands)
     # the third replica is no longer needed
@@ -645,7 +645,7 @@ def test_redundant_job_errors_naming_every_hash_when_no_quorum_is_possible() -> 
     assert record.reason.startswith("outputs disagree: ")
     for peer, sha in ((A, "aa"), (B, "bb"), (C, "cc")):
         assert f"peer {peer.short} sha {sha * 8}" in record.reason
-    assert "need 2 of 3 to agree" in record.reason
+    assert "need 2 of 3, on distinct peers, to agree" in record.reason
     assert s.job("use").status is JobStatus.CANCELLED
     assert s.run.status is RunStatus.FAILED and "outputs disagree" in s.run.reason
 
@@ -743,3 +743,18 @@ def test_a_live_pipe_survives_a_requester_restart() -> None:
     (start_cons,) = drain(again)
     assert isinstance(start_cons, StartJob) and start_cons.job == "cons"
     assert start_cons.inputs[0].stream
+
+
+def test_one_executor_cannot_meet_a_redundancy_quorum_alone() -> None:
+    """A replica retried onto the peer that ran the primary agrees with it, but one
+    executor's word twice is not two confirmations: the quorum needs distinct peers."""
+    from rnn_tui.workflow.messages import OutputDigest
+    from rnn_tui.workflow.redundancy import Vote, tally
+
+    a, b = Identity.generate().peer_id, Identity.generate().peer_id
+    outputs = (OutputDigest("STDOUT", 3, "ab" * 32),)
+    same_peer = tally(Vote(a, outputs, True), [Vote(a, outputs, True)], ["STDOUT"], 2)
+    assert same_peer.decided and not same_peer.agreed
+    assert "on distinct peers" in same_peer.reason
+    two_peers = tally(Vote(a, outputs, True), [Vote(b, outputs, True)], ["STDOUT"], 2)
+    assert two_peers.decided and two_peers.agreed
