@@ -39,13 +39,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import os
 import posixpath
 import re
-import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -65,7 +63,9 @@ from rnn_tui.workflow.executor_journal import (
     JournalEntry,
     lost_reason,
 )
-from rnn_tui.workflow.receipts import Digest, Receipt, cache_key, params_digest, sign_receipt
+from rnn_tui.workflow.live_logs import LiveLog
+from rnn_tui.workflow.output_cache import OutputCache
+from rnn_tui.workflow.receipts import Digest, Receipt, params_digest, sign_receipt
 from rnn_tui.workflow.stdin_feed import StdinFeed
 from rnn_tui.workflow.transfer import PathEscape, confine_path, hash_file
 from rnn_tui.workflow.transfer_driver import (
@@ -83,39 +83,7 @@ log = logging.getLogger(__name__)
 Connect = Callable[[PeerId], Awaitable[PeerConnection]]
 GetService = Callable[[str], Awaitable[Service]]
 STDIN_FILE = "stdin.in"
-MAX_LOG_LINE = 4096
-LIVE_BURST = 2000
-"""Live log lines a job may stream at once; then ``LIVE_PER_S`` a second (a token bucket)."""
-LIVE_PER_S = 500.0
-"""Why a budget: every live line costs the requester (decode, a log record, an event) on the
-path of the job's own reports; a job printing 20 000 lines in 40 ms cost ~200 ms of the
-requester's CPU per job (docs/perf/workflow_orchestration.md).  The requester keeps only the
-last 5 000 lines of a run anyway; the job's full STDOUT/STDERR are its outputs."""
-LOG_BATCH = 2000
-LOG_BATCH_CHARS = 512 * 1024  # far below the transport's 4 MiB message limit
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-@dataclass(slots=True)
-class LiveBudget:
-    """A token bucket of live log lines for one job: ``burst`` at once, then ``per_s``."""
-
-    burst: int = LIVE_BURST
-    per_s: float = LIVE_PER_S
-    tokens: float = LIVE_BURST
-    at: float | None = None
-
-    def refill(self, now: float) -> float:
-        if self.at is not None:
-            self.tokens = min(float(self.burst), self.tokens + (now - self.at) * self.per_s)
-        self.at = now
-        return self.tokens
-
-    def take(self, wanted: int, now: float) -> int:
-        """How many of ``wanted`` lines may go now (the rest are to be counted, not sent)."""
-        allowed = max(0, min(wanted, int(self.refill(now))))
-        self.tokens -= allowed
-        return allowed
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,12 +110,12 @@ class _Held:
     request: wm.RequestJob
     service: Service
     workspace: Workspace
+    logs: LiveLog                # live log lines to the requester, within a budget
     state: str = "accepted"      # accepted | running | delivering | done | cancelled
     inputs: dict[int, _Input] = field(default_factory=dict)
     outputs: dict[str, tuple[Path, int, str]] = field(default_factory=dict)
     routes: tuple[wm.OutputRoute, ...] = ()
     silent: int = 0
-    partial: dict[str, str] = field(default_factory=dict)
     resume: bool = False
     reused: bool = False
     feed: StdinFeed | None = None                  # STDIN as it lands (read live if streamed)
@@ -156,8 +124,6 @@ class _Held:
     live: dict[int, tuple[StreamSource, asyncio.Future[SendOutcome]]] = field(
         default_factory=dict)                  # streamed outputs being sent, by connection
     marks: list[tuple[str, float]] = field(default_factory=list)
-    budget: LiveBudget = field(default_factory=LiveBudget)  # live log lines allowed
-    skipped: dict[str, int] = field(default_factory=dict)
 
     def mark(self, phase: str) -> None:
         """Time a step of the job (logged once per job: the benchmark's timeline)."""
@@ -228,6 +194,7 @@ class ExecutorService:
         self.settings = settings or ExecutorSettings()
         self.tasks = TaskManager("executor")
         self._held: dict[tuple[str, str], _Held] = {}
+        self.cache = OutputCache(runtime.jobs_root.parent / "cache")
         self.journal = journal
         self._writes: asyncio.Queue[tuple[JournalEntry | tuple[str, str, int],
                                           asyncio.Future[None]]] = asyncio.Queue()
@@ -329,7 +296,8 @@ class ExecutorService:
             ws = await asyncio.to_thread(self.runtime.workspace, job_id, service)
         except (RnnError, OSError) as exc:
             return refuse(f"cannot prepare a workspace: {exc}")
-        held = _Held(requester, cmd, service, ws, resume=resume)
+        logs = LiveLog(lambda stream, lines: self._send_log(requester, cmd, stream, lines))
+        held = _Held(requester, cmd, service, ws, logs, resume=resume)
         self._held[(cmd.run_id, cmd.job)] = held
         held.mark("accepted")
         await self._record(held)  # accepted only once the journal knows it
@@ -443,7 +411,7 @@ class ExecutorService:
             if reason:
                 code = 125
             elif held.resume and not held.reused and held.service.kind is not ServiceKind.DATA:
-                await asyncio.to_thread(self._cache_store, held)
+                await asyncio.to_thread(self.cache.store, self._cache_key(held), held.outputs)
         exited = asyncio.ensure_future(self._exit(held, started, code, reason))
         try:
             if code == 0 and held.state != "cancelled":
@@ -498,7 +466,7 @@ class ExecutorService:
             return 125, str(exc)
         held.marks.extend(result.phases)
         held.mark("run_returned")
-        self._flush_partial(held)
+        held.logs.flush()
         if held.feed is not None and held.feed.failed:
             # even if the container exited 0: it saw EOF on a truncated input
             return 125, f"streamed input failed: {held.feed.failed}"
@@ -518,57 +486,24 @@ class ExecutorService:
         return code, result.explanation
 
     # ------------------------------------------------------------------ resume cache
-    def _cache_key(self, held: _Held) -> str:
-        service = held.service
+    @staticmethod
+    def _cache_key(held: _Held) -> str:
         inputs = {f"{i.target}:{i.path.name}": i.sha256 for i in held.inputs.values()}
-        return cache_key(service.image_digest or service.content_hash or service.id,
-                         params_digest(held.request.env, held.request.args), inputs)
-
-    def _cache_dir(self, key: str) -> Path:
-        return self.runtime.jobs_root.parent / "cache" / key
+        return OutputCache.key(held.service, held.request.env, held.request.args, inputs)
 
     async def _reuse(self, held: _Held) -> bool:
         """Nextflow-style resume: outputs of an identical earlier job, re-hashed, if any."""
         key = self._cache_key(held)
-        folder = self._cache_dir(key)
-        try:
-            manifest = json.loads(await asyncio.to_thread(
-                (folder / "manifest.json").read_text, "utf-8"))
-            wanted = {r.source for r in held.routes} | {"STDOUT"}
-            if not wanted <= set(manifest):
-                return False
-            outputs: dict[str, tuple[Path, int, str]] = {}
-            for source, entry in manifest.items():
-                path = confine_path(folder, str(entry["file"]))
-                size, digest = await asyncio.to_thread(hash_file, path)
-                if (size, digest.hex()) != (entry["size"], entry["sha256"]):
-                    return False
-                outputs[source] = (path, size, digest.hex())
-        except (OSError, ValueError, KeyError, TypeError, RnnError):
+        outputs = await self.cache.lookup(key, {r.source for r in held.routes} | {"STDOUT"})
+        if outputs is None:
             return False
         held.outputs.update(outputs)
         held.reused = True
-        self._send_lines(held, "stderr",
-                         [f"[resume] reused the outputs of an identical earlier job "
-                          f"(cache key {key[:16]})"])
+        held.logs.send("stderr", [f"[resume] reused the outputs of an identical earlier job "
+                                  f"(cache key {key[:16]})"])
         log.info("job %s of run %s: reused cached outputs %s", held.request.job,
                  held.request.run_id, key[:16])
         return True
-
-    def _cache_store(self, held: _Held) -> None:
-        """Keep this job's outputs for later runs that opt in to resume (blocking: a thread)."""
-        folder = self._cache_dir(self._cache_key(held))
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True, mode=0o700)
-        manifest = {}
-        for index, (source, (path, size, sha)) in enumerate(sorted(held.outputs.items())):
-            name = f"{index}.out"
-            shutil.copyfile(path, tmp / name)
-            manifest[source] = {"file": name, "size": size, "sha256": sha}
-        (tmp / "manifest.json").write_text(json.dumps(manifest, sort_keys=True), "utf-8")
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
 
     async def _collect_outputs(self, held: _Held) -> str:
         """Find and hash every output a route ships; ``""`` or why one is missing."""
@@ -678,73 +613,22 @@ class ExecutorService:
             await asyncio.sleep(min(8.0, 1.0 * 2 ** attempt))
 
     def _forward_output(self, held: _Held, chunk: OutputChunk) -> None:
-        """Live log lines to the requester (one-way, batched per read from the container),
-        within the job's live budget (``LIVE_BURST``, ``LIVE_PER_S``); lines over it are
-        counted, not decoded, and a ``[rnn]`` line says how many were not streamed."""
+        """A container read: to the streamed output routes it feeds (``held.live``), and as
+        live log lines to the requester (``LiveLog``: within the job's budget)."""
         for route in held.routes:
             live = held.live.get(route.connection)
             if live is not None and route.source == chunk.stream.upper():
                 live[0].feed(chunk.data)
-        now = time.monotonic()
-        stream, data = chunk.stream, chunk.data
-        if held.budget.refill(now) < 1:
-            newlines = data.count(b"\n")
-            if newlines:
-                held.skipped[stream] = held.skipped.get(stream, 0) + newlines
-                tail = data[data.rfind(b"\n") + 1:]
-                held.partial[stream] = tail[-MAX_LOG_LINE:].decode("utf-8", "replace")
-            else:
-                rest = held.partial.get(stream, "") + data.decode("utf-8", "replace")
-                held.partial[stream] = rest[-MAX_LOG_LINE:]
-            return
-        text = held.partial.get(stream, "") + data.decode("utf-8", "replace")
-        lines = text.split("\n")
-        held.partial[stream] = lines.pop()[-MAX_LOG_LINE:]
-        allowed = held.budget.take(len(lines), now)
-        if allowed < len(lines):
-            held.skipped[stream] = held.skipped.get(stream, 0) + len(lines) - allowed
-            del lines[allowed:]
-        self._send_lines(held, stream, self._skip_note(held, stream) + lines)
+        held.logs.feed(chunk.stream, chunk.data, time.monotonic())
 
-    @staticmethod
-    def _skip_note(held: _Held, stream: str) -> list[str]:
-        skipped = held.skipped.pop(stream, 0)
-        if not skipped:
-            return []
-        return [f"[rnn] {skipped} lines of {stream} were not streamed live (over "
-                f"{LIVE_BURST} lines at once or {LIVE_PER_S:g}/s); the job's {stream.upper()} "
-                f"output has them all"]
-
-    def _flush_partial(self, held: _Held) -> None:
-        for stream in sorted(set(held.partial) | set(held.skipped)):
-            rest = held.partial.get(stream, "")
-            self._send_lines(held, stream, ([rest] if rest else []) + self._skip_note(held, stream))
-        held.partial.clear()
-
-    def _send_lines(self, held: _Held, stream: str, lines: list[str]) -> None:
-        if not lines:
-            return
-        # streamed jobs talk to a requester we are connected to; never block the job on it
-        for connection in self._open_connections(held.requester):
-            batch: list[str] = []
-            size = 0
-            for line in lines:
-                line = line[:MAX_LOG_LINE]
-                batch.append(line)
-                size += len(line) + 1
-                if len(batch) >= LOG_BATCH or size >= LOG_BATCH_CHARS:
-                    self._send_log(connection, held, stream, batch)
-                    batch, size = [], 0
-            if batch:
-                self._send_log(connection, held, stream, batch)
-            return
-
-    @staticmethod
-    def _send_log(connection: PeerConnection, held: _Held, stream: str,
+    def _send_log(self, requester: PeerId, req: wm.RequestJob, stream: str,
                   lines: list[str]) -> None:
-        req = held.request
-        with contextlib.suppress(RnnError):
-            connection.send(WfLog(req.run_id, req.job, req.attempt, stream.upper(), tuple(lines)))
+        """One batch of live lines, one-way, only if the requester is connected: streamed
+        jobs talk to a requester we are connected to, and never block the job on it."""
+        for connection in self._open_connections(requester):
+            with contextlib.suppress(RnnError):
+                connection.send(WfLog(req.run_id, req.job, req.attempt, stream.upper(),
+                                      tuple(lines)))
 
     def _open_connections(self, peer: PeerId) -> list[PeerConnection]:
         conn = self.existing(peer)

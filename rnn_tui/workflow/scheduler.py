@@ -66,7 +66,6 @@ from rnn_tui.workflow.messages import (
 )
 from rnn_tui.workflow.model import (
     JOB_TERMINAL,
-    Connection,
     Job,
     JobRecord,
     JobStatus,
@@ -75,6 +74,7 @@ from rnn_tui.workflow.model import (
     Workflow,
 )
 from rnn_tui.workflow.redundancy import Vote, compared_sources, plan_replicas, tally
+from rnn_tui.workflow.run_graph import RunGraph
 from rnn_tui.workflow.scheduler_events import (
     Candidate,
     JobStatusChanged,
@@ -166,25 +166,12 @@ class Scheduler:
         self._by_status: dict[JobStatus, set[str]] = {status: set() for status in JobStatus}
         self._by_status[JobStatus.IDLE].update(self._specs)
         self._dirty: set[str] = set()  # jobs whose start condition may have changed
-        # connections by job, indexed once: (connection index, connection)
-        self._conn_out: dict[str, list[tuple[int, Connection]]] = {n: [] for n in self._jobs}
-        self._conn_in: dict[str, list[tuple[int, Connection]]] = {n: [] for n in self._jobs}
-        for index, conn in enumerate(self._connections):
-            if conn.source.job in self._conn_out:
-                self._conn_out[conn.source.job].append((index, conn))
-            if conn.target is not None and conn.target.job in self._conn_in:
-                self._conn_in[conn.target.job].append((index, conn))
-        self._upstream = {n: frozenset(c.source.job for _, c in self._conn_in[n])
-                          for n in self._jobs}
-        self._downstream = {n: frozenset(c.target.job for _, c in self._conn_out[n]
-                                         if c.target is not None) for n in self._jobs}
-        self._check_acyclic()
+        # the wiring, indexed once (replicas included); a cycle is refused here
+        self._graph = RunGraph(workflow.name, self._jobs, self._connections)
         # (upstream job, downstream job, downstream executor) whose outputs arrived there
         self._delivered: set[tuple[str, str, PeerId]] = set()
-        # streamed pipes: the producers feeding each job live, and (producer, consumer,
-        # consumer's executor, consumer's attempt) for every pipe a running producer feeds
-        self._streamed_from = {n: frozenset(c.source.job for _, c in self._conn_in[n]
-                                            if c.stream) for n in self._jobs}
+        # streamed pipes: (producer, consumer, consumer's executor, consumer's attempt) for
+        # every pipe a running producer feeds
         self._streaming: set[tuple[str, str, PeerId, int]] = set()
         self._awaiting_quorum: set[str] = set()  # delivered; waits for its replicas to agree
         self._commands: list[Command] = []
@@ -257,7 +244,7 @@ class Scheduler:
             elif status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DELIVERING):
                 # its first delivery is still to come: expect it to the current consumers
                 state.receivers[0] = _Delivery(None, frozenset(
-                    (d, e) for d in scheduler._downstream[name]
+                    (d, e) for d in scheduler._graph.downstream[name]
                     if (e := scheduler._jobs[d].record.executor) is not None
                     and scheduler._jobs[d].record.status not in JOB_TERMINAL))
                 timeout = workflow.job(name).timeout_s
@@ -417,7 +404,7 @@ class Scheduler:
             self._set_job(name, JobStatus.RUNNING, now, report.detail)
             timeout = self._specs[name].timeout_s
             self._jobs[name].timeout_deadline = None if timeout is None else now + timeout
-            self._dirty.update(self._downstream[name])  # consumers of its streams may start
+            self._dirty.update(self._graph.downstream[name])  # consumers of its streams may start
 
     def _on_exited(self, name: str, report: Report, now: float) -> None:
         assert isinstance(report, JobExited)
@@ -525,7 +512,7 @@ class Scheduler:
             return  # a replica that fails is a missing vote; the quorum decides
         if not self._first_error:
             self._first_error = f"job {name!r} errored: {reason}"
-        for downstream in self._descendants(name):
+        for downstream in self._graph.descendants(name):
             if self._jobs[downstream].record.status not in JOB_TERMINAL:
                 self._cancel_job(downstream, now, f"upstream job {name!r} errored")
         if self._request_phase:
@@ -558,7 +545,7 @@ class Scheduler:
         return [(spec.name, placed) for spec, placed in replicas]
 
     def _compared_outputs(self, primary: str) -> tuple[str, ...]:
-        return compared_sources([c.source.key for _, c in self._conn_out[primary]])
+        return compared_sources([c.source.key for _, c in self._graph.conn_out[primary]])
 
     def _decide_quorum(self, name: str, now: float) -> None:
         """A delivered redundant job completes when its quorum agrees, errors when it can't."""
@@ -578,7 +565,7 @@ class Scheduler:
                 self._cancel_job(replica, now, f"{name!r} is decided: {verdict.reason}")
         if verdict.agreed:
             self._set_job(name, JobStatus.COMPLETED, now, verdict.reason)
-            self._dirty.update(self._downstream[name])
+            self._dirty.update(self._graph.downstream[name])
             return
         record = self._jobs[name].record
         if record.executor is not None:
@@ -586,7 +573,7 @@ class Scheduler:
                                             verdict.reason))
         self._set_job(name, JobStatus.ERRORED, now, verdict.reason)
         self._first_error = self._first_error or f"job {name!r} errored: {verdict.reason}"
-        for downstream in self._descendants(name):
+        for downstream in self._graph.descendants(name):
             if self._jobs[downstream].record.status not in JOB_TERMINAL:
                 self._cancel_job(downstream, now, f"upstream job {name!r} errored")
 
@@ -607,7 +594,7 @@ class Scheduler:
                     fed.append(consumer)
             elif consumer == name:
                 self._streaming.discard(pipe)
-        for producer in self._streamed_from[name]:
+        for producer in self._graph.streamed_from[name]:
             self._delivered = {d for d in self._delivered if d[:2] != (producer, name)}
         return fed
 
@@ -651,9 +638,9 @@ class Scheduler:
             executor = state.record.executor
             assert executor is not None
             ready = True
-            for upstream in self._upstream[name]:
+            for upstream in self._graph.upstream[name]:
                 up = self._jobs[upstream]
-                if (upstream in self._streamed_from[name] and up.record.status in _FEEDING
+                if (upstream in self._graph.streamed_from[name] and up.record.status in _FEEDING
                         and (upstream, name, executor, state.record.attempt) in self._streaming):
                     continue  # its producer is running and pipes into this very attempt
                 if up.record.status is not JobStatus.COMPLETED:
@@ -664,7 +651,7 @@ class Scheduler:
             # every consumer must have an executor to route to (or be out of the run)
             if ready and all(self._jobs[d].record.status is JobStatus.ACCEPTED
                              or self._jobs[d].record.status in JOB_TERMINAL
-                             for d in self._downstream[name]):
+                             for d in self._graph.downstream[name]):
                 self._start(name, now)
         self._finish_if_done(now)
 
@@ -706,7 +693,7 @@ class Scheduler:
 
     def _routes_out(self, name: str, only: str | None) -> tuple[OutputRoute, ...]:
         routes: list[OutputRoute] = []
-        for index, conn in self._conn_out[name]:
+        for index, conn in self._graph.conn_out[name]:
             if conn.target is None:
                 if only is None:
                     routes.append(OutputRoute(index, conn.source.key, self.requester, None, None,
@@ -724,7 +711,7 @@ class Scheduler:
 
     def _routes_in(self, name: str) -> tuple[InputRoute, ...]:
         routes: list[InputRoute] = []
-        for index, conn in self._conn_in[name]:
+        for index, conn in self._graph.conn_in[name]:
             assert conn.target is not None
             source_executor = self._jobs[conn.source.job].record.executor
             assert source_executor is not None
@@ -751,35 +738,6 @@ class Scheduler:
                 self._commands.append(ReleaseJob(record.executor, self.run_id, name,
                                                  record.attempt))
 
-    def _descendants(self, name: str) -> list[str]:
-        seen: list[str] = []
-        stack = list(self._downstream[name])
-        while stack:
-            current = stack.pop()
-            if current not in seen:
-                seen.append(current)
-                stack.extend(self._downstream[current])
-        return sorted(seen)
-
-    def _check_acyclic(self) -> None:
-        visiting: set[str] = set()
-        done: set[str] = set()
-
-        def visit(node: str) -> None:
-            if node in done:
-                return
-            if node in visiting:
-                raise LocalProtocolError(f"workflow {self.workflow.name!r} has a cycle through "
-                                         f"{node!r}; validate it before running")
-            visiting.add(node)
-            for nxt in self._downstream[node]:
-                visit(nxt)
-            visiting.discard(node)
-            done.add(node)
-
-        for name in self._jobs:
-            visit(name)
-
     def _set_job(self, name: str, status: JobStatus, now: float, reason: str = "",
                  **changes: object) -> None:
         state = self._jobs[name]
@@ -789,8 +747,8 @@ class Scheduler:
         self._by_status[status].add(name)
         # its consumers wait for it to complete, its producers for it to have an executor
         self._dirty.add(name)
-        self._dirty.update(self._downstream[name])
-        self._dirty.update(self._upstream[name])
+        self._dirty.update(self._graph.downstream[name])
+        self._dirty.update(self._graph.upstream[name])
         self._events.append(JobStatusChanged(state.record))
 
     def _set_run(self, status: RunStatus, now: float, reason: str = "") -> None:

@@ -387,7 +387,7 @@ def test_receiver_takes_the_drivers_hashes_and_still_checks_them() -> None:
 
 
 def test_live_log_budget_allows_a_burst_then_a_rate() -> None:
-    from rnn_tui.workflow.executor import LiveBudget
+    from rnn_tui.workflow.live_logs import LiveBudget
 
     budget = LiveBudget(burst=100, per_s=10.0, tokens=100)
     assert budget.take(30, now=0.0) == 30
