@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import math
 import os
@@ -61,6 +60,7 @@ from rnn_tui.workflow.executor_journal import (
     SHUTDOWN_REASONS,
     ExecutorJournal,
     JournalEntry,
+    executor_job_id,
     lost_reason,
 )
 from rnn_tui.workflow.live_logs import LiveLog
@@ -136,18 +136,6 @@ class _Held:
     @property
     def key(self) -> tuple[str, str]:
         return (self.request.run_id, self.request.job)
-
-
-def executor_job_id(requester: PeerId, run_id: str, job: str, attempt: int) -> str:
-    """The job's id on this executor: workspace directory, container name and labels.
-
-    Readable (run, job, attempt with unsafe characters replaced) plus a hash of the exact
-    tuple, so that two jobs whose names sanitise alike (a replica ``calc#2`` and a job
-    ``calc_2``), or long names cut at the same place, never share a workspace or container.
-    """
-    readable = _SAFE.sub("_", f"{run_id}-{job}-{attempt}")[:100]
-    digest = hashlib.sha256("\x1f".join((str(requester), run_id, job, str(attempt))).encode())
-    return f"{readable}-{digest.hexdigest()[:12]}"
 
 
 def _with_mounts(service: Service, mounts: tuple[tuple[str, MountDirection], ...]) -> Service:

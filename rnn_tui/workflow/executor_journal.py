@@ -8,6 +8,8 @@ tells the requesters at shutdown, and after a crash ``recover`` reads the journa
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -68,3 +70,19 @@ def lost_reason(state: str, container: dict[str, Any] | None) -> str:
                 "running: stopped and removed)")
     return (f"the executor restarted while the job ran; container lost (it had exited with "
             f"code {container.get('ExitCode')} but its output was not captured; removed)")
+
+
+_UNSAFE_IN_JOB_ID = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def executor_job_id(requester: PeerId, run_id: str, job: str, attempt: int) -> str:
+    """The job's id on this executor: workspace directory, container name and labels.
+
+    Readable (run, job, attempt with unsafe characters replaced) plus a hash of the exact
+    tuple, so that two jobs whose names sanitise alike (a replica ``calc#2`` and a job
+    ``calc_2``), or long names cut at the same place, never share a workspace or container.
+    The journal stores it, so a restarted executor finds the job's container again.
+    """
+    readable = _UNSAFE_IN_JOB_ID.sub("_", f"{run_id}-{job}-{attempt}")[:100]
+    digest = hashlib.sha256("\x1f".join((str(requester), run_id, job, str(attempt))).encode())
+    return f"{readable}-{digest.hexdigest()[:12]}"

@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from rnn_tui.services.runtime import NODE_LABEL
 from tests.integration.workflow_cluster import (
     control,
     node_by_peer,
+    node_containers,
+    single_job_workflow,
     start_run,
     wait_job,
     wait_run,
@@ -39,25 +40,6 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, base_image: str,
         yield pair
 
 
-def _workflow(tmp_path: Path, name: str, script: str, retry: str = "") -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(f"""\
-name: {name}
-jobs:
-  - name: slow
-    service: busybox
-    args: [sh, -c, "{script}"]
-    timeout_s: 60
-{retry}
-connections:
-  - {{from: slow.STDOUT, to: self, file: out.txt}}
-""")
-    return path
-
-
-def _containers(docker_client: Any, node: NodeProcess) -> list[Any]:
-    return list(docker_client.containers.list(
-        all=True, filters={"label": f"{NODE_LABEL}={node.peer_id}"}))
 
 
 def _restart(node: NodeProcess, requester: NodeProcess) -> None:
@@ -69,13 +51,13 @@ def _restart(node: NodeProcess, requester: NodeProcess) -> None:
 def test_sigterm_executor_tells_the_requester_and_the_job_is_retried(
         mesh: tuple[NodeProcess, list[NodeProcess]], tmp_path: Path, docker_client: Any) -> None:
     requester, nodes = mesh
-    spec = _workflow(tmp_path, "termed", "echo begin; sleep 6; echo done",
+    spec = single_job_workflow(tmp_path, "termed", "echo begin; sleep 6; echo done",
                      "    retry: {attempts: 3, other_peer: true}")
     run_id = start_run(requester, spec)
     job = wait_job(requester, run_id, "slow", ("RUNNING",))
     victim = node_by_peer(nodes, job["executor"])
     assert victim.stop() == 0
-    assert not _containers(docker_client, victim), "SIGTERM left a container behind"
+    assert not node_containers(docker_client, victim), "SIGTERM left a container behind"
     status = wait_run(requester, run_id, timeout=60)
     assert status["status"] == "COMPLETED", status
     final = status["jobs"][0]
@@ -87,21 +69,21 @@ def test_sigterm_executor_tells_the_requester_and_the_job_is_retried(
     results = requester.call("run", "results", run_id)
     assert Path(results["files"][0]["path"]).read_text() == "begin\ndone\n"
     _restart(victim, requester)
-    assert not _containers(docker_client, victim)
+    assert not node_containers(docker_client, victim)
 
 
 def test_killed_executor_reports_the_lost_job_when_it_comes_back(
         mesh: tuple[NodeProcess, list[NodeProcess]], tmp_path: Path, docker_client: Any) -> None:
     requester, nodes = mesh
-    spec = _workflow(tmp_path, "killed", "echo begin; sleep 40; echo never")
+    spec = single_job_workflow(tmp_path, "killed", "echo begin; sleep 40; echo never")
     run_id = start_run(requester, spec)
     job = wait_job(requester, run_id, "slow", ("RUNNING",))
     victim = node_by_peer(nodes, job["executor"])
     # RUNNING is reported while the container is being created: wait until it exists
-    wait_for(lambda: _containers(docker_client, victim), timeout=20,
+    wait_for(lambda: node_containers(docker_client, victim), timeout=20,
              what="the job's container", on_fail=victim.tail)
     victim.kill()
-    assert _containers(docker_client, victim), "kill -9 should leave the container running"
+    assert node_containers(docker_client, victim), "kill -9 should leave the container running"
     _restart(victim, requester)
     status = wait_run(requester, run_id, timeout=60)
     assert status["status"] == "FAILED", status
@@ -109,7 +91,7 @@ def test_killed_executor_reports_the_lost_job_when_it_comes_back(
     assert final["status"] == "ERRORED"
     assert "container lost" in final["reason"] and "restarted" in final["reason"], final
     assert "heartbeat timeout" not in final["reason"]
-    wait_for(lambda: not _containers(docker_client, victim), timeout=20,
+    wait_for(lambda: not node_containers(docker_client, victim), timeout=20,
              what="the restarted executor to remove the orphan", on_fail=victim.tail)
     jobs = victim.data_dir / "jobs"
     assert not (jobs.exists() and any(jobs.iterdir())), "the lost job's workspace was kept"

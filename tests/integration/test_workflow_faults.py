@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from rnn_tui.services.runtime import NODE_LABEL
 from tests.integration.workflow_cluster import (
     node_by_peer,
+    node_containers,
+    single_job_workflow,
     start_run,
     wait_job,
     wait_run,
@@ -42,31 +43,12 @@ def mesh(tmp_path_factory: pytest.TempPathFactory, base_image: str,
         yield pair
 
 
-def _workflow(tmp_path: Path, name: str, script: str, retry: str = "") -> Path:
-    path = tmp_path / f"{name}.yaml"
-    path.write_text(f"""\
-name: {name}
-jobs:
-  - name: slow
-    service: busybox
-    args: [sh, -c, "{script}"]
-    timeout_s: 60
-{retry}
-connections:
-  - {{from: slow.STDOUT, to: self, file: out.txt}}
-""")
-    return path
-
-
-def _containers(docker_client: Any, node: NodeProcess) -> list[Any]:
-    return list(docker_client.containers.list(
-        all=True, filters={"label": f"{NODE_LABEL}={node.peer_id}"}))
 
 
 def test_killed_executor_job_is_retried_on_another_peer(
         mesh: tuple[NodeProcess, list[NodeProcess]], tmp_path: Path) -> None:
     requester, nodes = mesh
-    spec = _workflow(tmp_path, "retried", "echo begin; sleep 4; echo done",
+    spec = single_job_workflow(tmp_path, "retried", "echo begin; sleep 4; echo done",
                      "    retry: {attempts: 3, other_peer: true}")
     run_id = start_run(requester, spec)
     job = wait_job(requester, run_id, "slow", ("RUNNING",))
@@ -83,7 +65,7 @@ def test_killed_executor_job_is_retried_on_another_peer(
 def test_killed_executor_fails_the_run_within_two_heartbeats(
         mesh: tuple[NodeProcess, list[NodeProcess]], tmp_path: Path) -> None:
     requester, nodes = mesh
-    spec = _workflow(tmp_path, "doomed", "echo begin; sleep 30; echo never")
+    spec = single_job_workflow(tmp_path, "doomed", "echo begin; sleep 30; echo never")
     run_id = start_run(requester, spec)
     job = wait_job(requester, run_id, "slow", ("RUNNING",))
     victim = node_by_peer(nodes, job["executor"])
@@ -101,7 +83,7 @@ def test_killed_executor_fails_the_run_within_two_heartbeats(
 def test_cancel_reaches_the_executor(mesh: tuple[NodeProcess, list[NodeProcess]],
                                      tmp_path: Path, docker_client: Any) -> None:
     requester, nodes = mesh
-    spec = _workflow(tmp_path, "cancelled", "echo begin; sleep 60")
+    spec = single_job_workflow(tmp_path, "cancelled", "echo begin; sleep 60")
     run_id = start_run(requester, spec)
     job = wait_job(requester, run_id, "slow", ("RUNNING",))
     executor = node_by_peer(nodes, job["executor"])
@@ -110,19 +92,19 @@ def test_cancel_reaches_the_executor(mesh: tuple[NodeProcess, list[NodeProcess]]
     status = wait_run(requester, run_id, timeout=10)
     assert status["status"] == "CANCELLED"
     assert [j["status"] for j in status["jobs"]] == ["CANCELLED"]
-    wait_for(lambda: not _containers(docker_client, executor), timeout=20,
+    wait_for(lambda: not node_containers(docker_client, executor), timeout=20,
              what="the executor to stop the cancelled job's container", on_fail=executor.tail)
 
 
 def test_requester_restart_mid_run_carries_the_run_on(
         mesh: tuple[NodeProcess, list[NodeProcess]], tmp_path: Path, docker_client: Any) -> None:
     requester, nodes = mesh
-    spec = _workflow(tmp_path, "interrupted", "echo begin; sleep 15; echo end")
+    spec = single_job_workflow(tmp_path, "interrupted", "echo begin; sleep 15; echo end")
     run_id = start_run(requester, spec)
     job = wait_job(requester, run_id, "slow", ("RUNNING",))
     executor = node_by_peer(nodes, job["executor"])
     # RUNNING is reported while the container is being created: wait until it exists
-    wait_for(lambda: _containers(docker_client, executor), timeout=20,
+    wait_for(lambda: node_containers(docker_client, executor), timeout=20,
              what="the job's container", on_fail=executor.tail)
     assert requester.stop() == 0
     requester.start()
@@ -134,4 +116,4 @@ def test_requester_restart_mid_run_carries_the_run_on(
     results = requester.call("run", "results", run_id)
     assert Path(results["files"][0]["path"]).read_text() == "begin\nend\n"
     assert requester.rnn("run", "receipts", run_id, "--verify").returncode == 0
-    assert not _containers(docker_client, executor)
+    assert not node_containers(docker_client, executor)

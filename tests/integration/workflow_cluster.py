@@ -99,3 +99,26 @@ def wait_job(requester: NodeProcess, run_id: str, job: str, states: tuple[str, .
 
 def node_by_peer(nodes: list[NodeProcess], peer_id: str) -> NodeProcess:
     return next(n for n in nodes if n.peer_id == peer_id)
+
+
+def single_job_workflow(tmp_path: Path, name: str, script: str, retry: str = "") -> Path:
+    """A one-job workflow (``slow``: busybox ``sh -c script``) whose STDOUT comes to us."""
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(f"""\
+name: {name}
+jobs:
+  - name: slow
+    service: busybox
+    args: [sh, -c, "{script}"]
+    timeout_s: 60
+{retry}
+connections:
+  - {{from: slow.STDOUT, to: self, file: out.txt}}
+""")
+    return path
+
+
+def node_containers(docker_client: Any, node: NodeProcess) -> list[Any]:
+    """Every container (running or not) the node's runtime labelled as its own."""
+    return list(docker_client.containers.list(
+        all=True, filters={"label": f"{NODE_LABEL}={node.peer_id}"}))

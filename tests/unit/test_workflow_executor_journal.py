@@ -57,3 +57,18 @@ def test_lost_reasons_say_what_became_of_the_container() -> None:
     exited = _lost_reason("running", {"Status": "exited", "Running": False, "ExitCode": 0})
     assert "exited with code 0 but its output was not captured" in exited
     assert "engine down" in _lost_reason("running", {"Error": "engine down"})
+
+
+def test_executor_job_ids_never_collide_for_names_that_sanitise_alike() -> None:
+    from rnn_tui.identity.keys import Identity
+    from rnn_tui.workflow.executor_journal import executor_job_id
+
+    peer = Identity.generate().peer_id
+    replica = executor_job_id(peer, "run1", "calc#2", 1)
+    plain = executor_job_id(peer, "run1", "calc_2", 1)
+    assert replica != plain
+    assert replica.startswith("run1-calc_2-1-") and plain.startswith("run1-calc_2-1-")
+    long_a = executor_job_id(peer, "r", "x" * 200 + "a", 1)
+    long_b = executor_job_id(peer, "r", "x" * 200 + "b", 1)
+    assert long_a != long_b and len(long_a) <= 128
+    assert executor_job_id(peer, "run1", "calc#2", 1) == replica  # stable across restarts
