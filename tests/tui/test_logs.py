@@ -41,6 +41,15 @@ async def settle(pilot, t: float = 0.15) -> None:
     await pilot.pause()
 
 
+async def settle_until(pilot, done, within: float = 5.0) -> None:
+    """Pause until ``done()`` holds (the view flushes on a timer, late on a busy machine)."""
+    for _ in range(int(within / 0.05)):
+        if done():
+            return
+        await pilot.pause(0.05)
+    await pilot.pause()
+
+
 async def test_batched_lines_appear_prefixed_by_job() -> None:
     app = LogApp()
     async with app.run_test(size=SIZE) as pilot:
@@ -125,7 +134,7 @@ async def test_bounded_buffer_shows_dropped_counter() -> None:
     async with app.run_test(size=SIZE) as pilot:
         view = app.query_one(LogView)
         view.feed(lines(250))
-        await settle(pilot)
+        await settle_until(pilot, lambda: view.log_widget.line_count >= 100)
         assert view.log_widget.line_count == 100
         assert str(view.query_one("#log-dropped").render()) == "150 dropped"
 
